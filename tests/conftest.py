@@ -8,6 +8,7 @@ green CI always means the reference comparisons really ran.
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -56,3 +57,48 @@ def shared_data() -> Path:
     """The folder of test assets that CI has beside the checkout (never copied into the project)."""
     require(SHARED_DATA.is_dir(), f"test assets not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+# -- parity bookkeeping: every comparison records its worst error; the session ends with a table of them --
+PARITY = {}
+
+
+def assert_close(ours, reference, case: str, tolerance: float = 2e-5) -> float:
+    """|ours - reference| <= tolerance * max(1, max|reference|), elementwise; records the worst relative error."""
+    ours, reference = np.asarray(ours), np.asarray(reference)
+    assert ours.shape == reference.shape, f"{case}: shape {ours.shape} != reference {reference.shape}"
+    scale = max(1.0, float(np.abs(reference).max(initial=0.0)))
+    error = float(np.abs(ours.astype(np.float64) - reference).max(initial=0.0)) / scale
+    PARITY[case] = max(PARITY.get(case, 0.0), error)
+    assert error <= tolerance, f"{case}: max error {error:.3g} x scale exceeds {tolerance:g}"
+    return error
+
+
+def compare_outputs(ours: dict, reference: dict, case: str, tolerance: float = 2e-5, skip=()) -> None:
+    """Compare every reference field (flattened names like hidden_states.3) with ours."""
+    for name, expected in reference.items():
+        if name.split(".")[0] in skip:
+            continue
+        assert name in ours, f"{case}: we return no {name}"
+        if expected.dtype.kind in "iu":
+            np.testing.assert_array_equal(ours[name], expected, err_msg=f"{case}: {name}")
+        else:
+            assert_close(ours[name], expected, f"{case} {name.split('.')[0]}", tolerance)
+
+
+def flatten_output(output) -> dict:
+    """Our ModelOutput -> {name: array} with tuples numbered like tests/reference.py does."""
+    flat = {}
+    for name, value in output.items():
+        if isinstance(value, tuple):
+            flat.update({f"{name}.{i}": np.asarray(item) for i, item in enumerate(value)})
+        else:
+            flat[name] = np.asarray(value)
+    return flat
+
+
+def pytest_terminal_summary(terminalreporter):
+    if PARITY:
+        terminalreporter.section("parity: worst error / max(1, max|reference|) per case")
+        for case, error in sorted(PARITY.items()):
+            terminalreporter.write_line(f"{error:10.3e}  {case}")

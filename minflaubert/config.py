@@ -1,0 +1,215 @@
+"""FlaubertConfig: every number that shapes a FlauBERT model, in one dataclass.
+
+The field names and defaults are those of ``transformers.FlaubertConfig`` so that a ``config.json`` written by
+``save_pretrained`` (any version, the published checkpoints included) reads back unchanged. Older files spell a few
+fields differently (``n_layer``, ``pad_index``...) and carry training-only keys (``amp``, ``bptt``...): ``from_dict``
+accepts the spellings and ignores what a forward pass never needs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CONFIG_NAME = "config.json"
+SUMMARY_TYPES = ("first", "last", "mean", "cls_index", "attn")
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+
+# Other spellings of a field that some config.json files use -> our field name.
+ALIASES = {
+    "n_layer": "n_layers",
+    "num_hidden_layers": "n_layers",
+    "n_head": "n_heads",
+    "num_attention_heads": "n_heads",
+    "hidden_size": "emb_dim",
+    "n_words": "vocab_size",
+    "pad_token_id": "pad_index",
+    "bos_token_id": "bos_index",
+    "eos_token_id": "eos_index",
+}
+
+
+@dataclass
+class FlaubertConfig:
+    # -- architecture --
+    vocab_size: int = 30145
+    emb_dim: int = 2048
+    n_layers: int = 12
+    n_heads: int = 16
+    max_position_embeddings: int = 512
+    pre_norm: bool = False  # LayerNorm before (True) or after (False) each sub-layer
+    gelu_activation: bool = True  # exact erf GELU, else ReLU
+    sinusoidal_embeddings: bool = False
+    causal: bool = False  # attend only to the left (a language model), else bidirectional
+    n_langs: int = 1
+    use_lang_emb: bool = True
+    layer_norm_eps: float = 1e-12
+    is_encoder: bool = True
+    # -- adaptive softmax LM head --
+    asm: bool = False
+    asm_cutoffs: list[int] = field(default_factory=lambda: [8000, 20000])
+    asm_div_value: float = 4.0
+    # -- training-time settings (kept for round-trips; a forward pass here never drops anything) --
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    layerdrop: float = 0.0
+    embed_init_std: float = 2048**-0.5
+    init_std: float = 0.02
+    # -- special token indices --
+    bos_index: int = 0
+    eos_index: int = 1
+    pad_index: int = 2
+    unk_index: int = 3
+    mask_index: int = 5
+    mask_token_id: int = 0
+    lang_id: int = 0
+    lang2id: dict[str, int] | None = None
+    id2lang: dict[int, str] | None = None
+    # -- heads --
+    summary_type: str = "first"
+    summary_use_proj: bool = True
+    summary_activation: str | None = None
+    summary_proj_to_labels: bool = True
+    summary_first_dropout: float = 0.1
+    start_n_top: int = 5
+    end_n_top: int = 5
+    id2label: dict[int, str] = field(default_factory=lambda: {0: "LABEL_0", 1: "LABEL_1"})
+    problem_type: str | None = None
+    architectures: list[str] | None = None
+    tie_word_embeddings: bool = True
+
+    def __post_init__(self):
+        self.id2label = {int(k): str(v) for k, v in self.id2label.items()} if self.id2label is not None else None
+        if self.id2lang is not None:
+            self.id2lang = {int(k): str(v) for k, v in self.id2lang.items()}
+        self.validate()
+
+    # -- derived names, as transformers has them --
+    @property
+    def hidden_size(self) -> int:
+        return self.emb_dim
+
+    @property
+    def hidden_dim(self) -> int:
+        """Width of the feed-forward layer: always 4 x emb_dim in XLM/FlauBERT."""
+        return 4 * self.emb_dim
+
+    @property
+    def head_dim(self) -> int:
+        return self.emb_dim // self.n_heads
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.id2label)
+
+    @num_labels.setter
+    def num_labels(self, n: int) -> None:
+        _check_int("num_labels", n, minimum=1)
+        if n != self.num_labels:
+            self.id2label = {i: f"LABEL_{i}" for i in range(n)}
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {label: i for i, label in self.id2label.items()}
+
+    @property
+    def pad_token_id(self) -> int:
+        return self.pad_index
+
+    @property
+    def has_lang_embeddings(self) -> bool:
+        return self.n_langs > 1 and self.use_lang_emb
+
+    def validate(self) -> None:
+        """Raise ValueError / TypeError naming the field for any value a model can't be built from."""
+        for name in ("vocab_size", "emb_dim", "n_layers", "n_heads", "max_position_embeddings", "n_langs"):
+            _check_int(name, getattr(self, name), minimum=1)
+        for name in ("start_n_top", "end_n_top"):
+            _check_int(name, getattr(self, name), minimum=1)
+        for name in ("bos_index", "eos_index", "pad_index", "unk_index", "mask_index"):
+            _check_int(name, getattr(self, name), minimum=0)
+            if getattr(self, name) >= self.vocab_size:
+                raise ValueError(f"{name}={getattr(self, name)} must be < vocab_size={self.vocab_size}")
+        if self.emb_dim % self.n_heads:
+            raise ValueError(f"emb_dim={self.emb_dim} must be divisible by n_heads={self.n_heads}")
+        for name in ("pre_norm", "gelu_activation", "sinusoidal_embeddings", "causal", "use_lang_emb", "asm",
+                     "summary_use_proj", "summary_proj_to_labels", "is_encoder"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if not self.is_encoder:
+            raise ValueError("is_encoder=False: FlauBERT exists only as an encoder")
+        if not isinstance(self.layer_norm_eps, (int, float)) or not self.layer_norm_eps > 0:
+            raise ValueError(f"layer_norm_eps must be a positive number, got {self.layer_norm_eps!r}")
+        if self.summary_type not in SUMMARY_TYPES:
+            raise ValueError(f"summary_type must be one of {SUMMARY_TYPES}, got {self.summary_type!r}")
+        if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
+            raise ValueError(f"problem_type must be None or one of {PROBLEM_TYPES}, got {self.problem_type!r}")
+        if not self.id2label:
+            raise ValueError("id2label must name at least one label (num_labels >= 1)")
+        if self.asm:
+            cutoffs = list(self.asm_cutoffs)
+            if (not cutoffs or cutoffs != sorted(set(cutoffs)) or cutoffs[0] <= 0
+                    or cutoffs[-1] > self.vocab_size - 1 or not all(isinstance(c, int) for c in cutoffs)):
+                raise ValueError(f"asm_cutoffs={cutoffs} must be increasing integers in [1, vocab_size - 1]")
+            if not isinstance(self.asm_div_value, (int, float)) or self.asm_div_value <= 0:
+                raise ValueError(f"asm_div_value must be a positive number, got {self.asm_div_value!r}")
+
+    # -- (de)serialisation --
+    @classmethod
+    def from_dict(cls, config: dict) -> FlaubertConfig:
+        """Build from a config dictionary of any transformers version; unknown (training-only) keys are ignored."""
+        if not isinstance(config, dict):
+            raise TypeError(f"config must be a dict, got {type(config).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs = {}
+        for key, value in config.items():
+            name = ALIASES.get(key, key)
+            if name not in fields:
+                continue  # a training-only key (amp, bptt, word_mask...) or one of transformers' generic ones
+            if key != name and name in config:
+                continue  # subtle: old files carry both `pad_index` and `pad_token_id`; the *_index spelling wins
+            if value is None and fields[name].default is not None:
+                continue  # an explicit null means "the default"
+            kwargs[name] = value
+        if "id2label" not in kwargs and isinstance(config.get("num_labels"), int):
+            kwargs["id2label"] = {i: f"LABEL_{i}" for i in range(config["num_labels"])}
+        if isinstance(kwargs.get("eos_index"), list):  # transformers allows a list of eos ids
+            kwargs["eos_index"] = kwargs["eos_index"][0]
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dictionary that transformers' FlaubertConfig also reads."""
+        out = dataclasses.asdict(self)
+        out["id2label"] = {str(k): v for k, v in self.id2label.items()}
+        out["label2id"] = self.label2id
+        if self.id2lang is not None:
+            out["id2lang"] = {str(k): v for k, v in self.id2lang.items()}
+        # transformers names these *_token_id; write both spellings so every version reads them.
+        out["pad_token_id"], out["bos_token_id"], out["eos_token_id"] = self.pad_index, self.bos_index, self.eos_index
+        out["model_type"] = "flaubert"
+        return out
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike) -> FlaubertConfig:
+        path = Path(folder) / CONFIG_NAME if Path(folder).is_dir() else Path(folder)
+        if not path.is_file():
+            raise OSError(f"no {CONFIG_NAME} at {path}: expected a folder written by save_pretrained")
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path} is not valid JSON: {error}") from None
+        return cls.from_dict(config)
+
+    def save_pretrained(self, folder: str | os.PathLike) -> None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False)
+        (Path(folder) / CONFIG_NAME).write_text(text + "\n", encoding="utf-8")
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")

@@ -1,0 +1,107 @@
+"""Checking what users pass in, at the public boundary.
+
+Everything a model accepts goes through here once: lists become NumPy arrays, and any value the model can't use
+raises a ValueError or TypeError that names the argument and the limit, instead of an IndexError deep inside a layer
+or, worse, a silently wrong answer.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def as_array(value, name: str) -> np.ndarray:
+    """A list, tuple or array -> ndarray, with a clear error for ragged lists."""
+    try:
+        return np.asarray(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a rectangular array; rows of different lengths need padding") from None
+
+
+def as_indices(value, name: str, ndim: int, low: int = 0, high: int | None = None, allow_ignore=False) -> np.ndarray:
+    """Integer ids in [low, high) (or -100 where ``allow_ignore``) of exactly ``ndim`` dimensions -> int64 array."""
+    array = as_array(value, name)
+    if array.dtype.kind not in "iu" or array.dtype == np.bool_:
+        if array.size == 0 and array.dtype.kind == "f":  # an empty list arrives as float64
+            array = array.astype(np.int64)
+        else:
+            raise TypeError(f"{name} must hold integers, got dtype {array.dtype}")
+    if array.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimension(s), got shape {array.shape}")
+    array = array.astype(np.int64, copy=False)
+    checked = array[array != -100] if allow_ignore else array
+    if checked.size and (checked.min() < low or (high is not None and checked.max() >= high)):
+        bad = checked[(checked < low) | (checked >= high)][0] if high is not None else checked.min()
+        limit = f"[{low}, {high})" if high is not None else f">= {low}"
+        ignore = " (or -100 to ignore)" if allow_ignore else ""
+        raise ValueError(f"{name} must be in {limit}{ignore}, got {bad}")
+    return array
+
+
+def as_floats(value, name: str, ndim: int) -> np.ndarray:
+    array = as_array(value, name)
+    if array.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must hold numbers, got dtype {array.dtype}")
+    if array.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimension(s), got shape {array.shape}")
+    array = array.astype(np.float32, copy=False)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return array
+
+
+def check_shape(array: np.ndarray, name: str, shape: tuple) -> None:
+    if array.shape != shape:
+        raise ValueError(f"{name} must have shape {shape} (like input_ids), got {array.shape}")
+
+
+def encoder_inputs(config, input_ids=None, attention_mask=None, langs=None, token_type_ids=None, position_ids=None,
+                   lengths=None, cache=None, inputs_embeds=None) -> dict:
+    """Validate and convert the encoder's inputs; returns them as a dict of arrays (or None)."""
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("pass exactly one of input_ids and inputs_embeds")
+    if input_ids is not None:
+        input_ids = as_indices(input_ids, "input_ids", 2, 0, config.vocab_size)
+        shape = input_ids.shape
+    else:
+        inputs_embeds = as_floats(inputs_embeds, "inputs_embeds", 3)
+        if inputs_embeds.shape[-1] != config.emb_dim:
+            raise ValueError(f"inputs_embeds must have width emb_dim={config.emb_dim}, got {inputs_embeds.shape[-1]}")
+        shape = inputs_embeds.shape[:2]
+    batch, seq_len = shape
+    if batch == 0 or seq_len == 0:
+        raise ValueError(f"the input must hold at least one token in at least one sequence, got shape {shape}")
+    if attention_mask is not None:
+        attention_mask = as_array(attention_mask, "attention_mask")
+        check_shape(attention_mask, "attention_mask", shape)
+        if not np.isin(attention_mask, (0, 1)).all():
+            raise ValueError("attention_mask must hold only 0 (padding) and 1 (token)")
+        attention_mask = attention_mask.astype(np.float32)
+    if langs is not None:
+        if not config.has_lang_embeddings:
+            raise ValueError(f"langs given, but this model has no language embeddings (n_langs={config.n_langs}, "
+                             f"use_lang_emb={config.use_lang_emb})")
+        langs = as_indices(langs, "langs", 2, 0, config.n_langs)
+        check_shape(langs, "langs", shape)
+    if token_type_ids is not None:
+        token_type_ids = as_indices(token_type_ids, "token_type_ids", 2, 0, config.vocab_size)
+        check_shape(token_type_ids, "token_type_ids", shape)
+    if position_ids is not None:
+        position_ids = as_indices(position_ids, "position_ids", 2, 0, config.max_position_embeddings)
+        check_shape(position_ids, "position_ids", shape)
+    elif seq_len > config.max_position_embeddings:
+        raise ValueError(f"sequence length {seq_len} exceeds max_position_embeddings="
+                         f"{config.max_position_embeddings}")
+    if lengths is not None:
+        lengths = as_indices(lengths, "lengths", 1, 0, seq_len + 1)
+        if lengths.shape != (batch,):
+            raise ValueError(f"lengths must have one entry per sequence ({batch}), got shape {lengths.shape}")
+    if cache is not None:
+        if not isinstance(cache, dict):
+            raise TypeError(f"cache must be a dict (start with {{}}), got {type(cache).__name__}")
+        if not config.causal:
+            raise ValueError("cache is for incremental decoding, which only a causal model (causal=True) does")
+        if cache.get("slen", 0) >= seq_len and input_ids is not None:
+            raise ValueError(f"cache already holds {cache['slen']} positions: pass the whole sequence so far, "
+                             f"longer than that (got {seq_len})")
+    return dict(input_ids=input_ids, attention_mask=attention_mask, langs=langs, token_type_ids=token_type_ids,
+                position_ids=position_ids, lengths=lengths, cache=cache, inputs_embeds=inputs_embeds)

@@ -1,0 +1,200 @@
+"""The FlauBERT encoder: embeddings, then n_layers Transformer layers, with padded positions kept at zero.
+
+``encode`` is the whole forward pass as one function over a parameter tree; ``FlaubertModel`` wraps it in the
+``transformers`` API. ``FlaubertPreTrainedModel`` holds what every model class shares: the config, the weights by
+their checkpoint names, ``from_pretrained`` and ``save_pretrained``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import kernels, layers
+from .config import FlaubertConfig
+from .inputs import encoder_inputs
+from .outputs import BaseModelOutput
+from .weights import check_state_dict, init_weights, load_state_dict, save_state_dict, unflatten, warn_about_keys
+
+
+def encoder_shapes(config: FlaubertConfig) -> dict[str, tuple]:
+    """Every encoder weight's checkpoint name (without the ``transformer.`` prefix) and the shape it must have."""
+    dim, hidden = config.emb_dim, config.hidden_dim
+    shapes = {
+        "embeddings.weight": (config.vocab_size, dim),
+        "position_embeddings.weight": (config.max_position_embeddings, dim),
+        "layer_norm_emb.weight": (dim,), "layer_norm_emb.bias": (dim,),
+    }
+    if config.has_lang_embeddings:
+        shapes["lang_embeddings.weight"] = (config.n_langs, dim)
+    for i in range(config.n_layers):
+        for projection in ("q_lin", "k_lin", "v_lin", "out_lin"):
+            shapes[f"attentions.{i}.{projection}.weight"] = (dim, dim)
+            shapes[f"attentions.{i}.{projection}.bias"] = (dim,)
+        shapes.update({
+            f"layer_norm1.{i}.weight": (dim,), f"layer_norm1.{i}.bias": (dim,),
+            f"ffns.{i}.lin1.weight": (hidden, dim), f"ffns.{i}.lin1.bias": (hidden,),
+            f"ffns.{i}.lin2.weight": (dim, hidden), f"ffns.{i}.lin2.bias": (dim,),
+            f"layer_norm2.{i}.weight": (dim,), f"layer_norm2.{i}.bias": (dim,),
+        })
+    return shapes
+
+
+def layer_params(params: dict, i: int) -> dict:
+    """The weights of layer i, gathered from the checkpoint's per-kind lists (attentions.i, ffns.i, ...)."""
+    return {"attention": params["attentions"][i], "layer_norm1": params["layer_norm1"][i],
+            "ffn": params["ffns"][i], "layer_norm2": params["layer_norm2"][i]}
+
+
+def encode(params, config, input_ids=None, attention_mask=None, langs=None, token_type_ids=None, position_ids=None,
+           lengths=None, cache=None, inputs_embeds=None, output_attentions=False, output_hidden_states=False,
+           use_kernels=True):
+    """The forward pass over already-checked inputs (see ``inputs.encoder_inputs``).
+
+    -> (last hidden state [batch, seq, dim], hidden states (embeddings + one per layer) or None,
+        attention weights (one [batch, heads, seq, k_len] per layer) or None)
+    ``use_kernels=False`` runs the plain-NumPy attention and GELU of ``layers.py``: the reference.
+    """
+    batch, seq_len = input_ids.shape if input_ids is not None else inputs_embeds.shape[:2]
+    mask = layers.padding_mask(batch, seq_len, attention_mask, lengths, input_ids, config.pad_index)
+    attention_mask_3d = layers.attention_mask_matrix(mask, config.causal)
+    if position_ids is None:
+        position_ids = np.broadcast_to(np.arange(seq_len), (batch, seq_len))
+    if cache is not None and input_ids is not None:
+        # Incremental decoding: the cache holds keys and values of the first cache["slen"] positions, so only
+        # the new ones run through the layers (their queries still see every earlier key).
+        new = slice(seq_len - cache.get("slen", 0), None)
+        input_ids, position_ids, mask = input_ids[:, new], position_ids[:, new], mask[:, new]
+        attention_mask_3d = attention_mask_3d[:, new]
+        langs = langs[:, new] if langs is not None else None
+        token_type_ids = token_type_ids[:, new] if token_type_ids is not None else None
+    attend = kernels.scaled_dot_product_attention if use_kernels else layers.scaled_dot_product_attention
+    if config.gelu_activation:
+        activation = kernels.gelu if use_kernels else layers.gelu
+    else:
+        activation = layers.relu
+    layer = layers.pre_norm_layer if config.pre_norm else layers.post_norm_layer
+    keep = mask[..., None].astype(np.float32)  # [batch, seq, 1]: 1 for tokens, 0 for padding
+
+    x = layers.embed(params, config.layer_norm_eps, input_ids, inputs_embeds, position_ids, langs, token_type_ids)
+    x = x.astype(np.float32, copy=False) * keep
+    hidden_states, attentions = [], []
+    for i in range(config.n_layers):
+        hidden_states.append(x)
+        layer_cache = cache.setdefault(i, {}) if cache is not None else None
+        x, weights = layer(x, attention_mask_3d, layer_params(params, i), config.n_heads, config.layer_norm_eps,
+                           attend, activation, layer_cache)
+        x = x * keep
+        attentions.append(weights)
+    hidden_states.append(x)
+    if cache is not None:
+        cache["slen"] = cache.get("slen", 0) + x.shape[1]
+    return x, (tuple(hidden_states) if output_hidden_states else None), \
+        (tuple(attentions) if output_attentions else None)
+
+
+class FlaubertPreTrainedModel:
+    """What every model class shares: a config, weights by checkpoint name, loading and saving.
+
+    Subclasses list the weights of their head in ``head_shapes``; the encoder's come from ``encoder_shapes``.
+    A model built from a config alone gets fresh random weights, like transformers.
+    """
+
+    def __init__(self, config: FlaubertConfig, weights: dict[str, np.ndarray] | None = None, seed: int = 0):
+        if not isinstance(config, FlaubertConfig):
+            raise TypeError(f"config must be a FlaubertConfig, got {type(config).__name__}")
+        self.config = config
+        shapes = self.expected_shapes(config)
+        fresh = init_weights(shapes, config, seed)
+        self.weights = fresh if weights is None else {**fresh, **weights}
+        self.use_kernels = True
+        self.setup()
+
+    @classmethod
+    def head_shapes(cls, config: FlaubertConfig) -> dict[str, tuple]:
+        return {}
+
+    @classmethod
+    def expected_shapes(cls, config: FlaubertConfig) -> dict[str, tuple]:
+        return {**encoder_shapes(config), **cls.head_shapes(config)}
+
+    def setup(self) -> None:
+        """Build the parameter trees the forward pass reads (called once the weights are in place)."""
+        self.params = unflatten(self.weights)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike, **config_overrides):
+        """Load a folder written by ``save_pretrained`` (ours or transformers'), or a registry name."""
+        folder = _resolve(folder)
+        config = FlaubertConfig.from_pretrained(folder)
+        if config_overrides:
+            config = FlaubertConfig.from_dict({**config.to_dict(), **config_overrides})
+        state = load_state_dict(folder)
+        shapes = cls.expected_shapes(config)
+        weights, missing, unexpected = check_state_dict(state, shapes)
+        weights, missing = cls.tie_weights(config, weights, missing)
+        missing_encoder = [name for name in missing if name in encoder_shapes(config)]
+        if missing_encoder:
+            raise ValueError(f"{folder}: the checkpoint lacks encoder weights {missing_encoder[:5]}"
+                             f"{' ...' if len(missing_encoder) > 5 else ''}")
+        warn_about_keys(cls.__name__, missing, unexpected)
+        return cls(config, weights)
+
+    @classmethod
+    def tie_weights(cls, config, weights, missing):
+        """Heads whose weights may be shared with the encoder's fill them in here."""
+        return weights, missing
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The weights under the names transformers saves for this class."""
+        head = self.head_shapes(self.config)
+        prefix = "transformer." if head else ""
+        return {(name if name in head else prefix + name): array for name, array in self.weights.items()}
+
+    def save_pretrained(self, folder: str | os.PathLike) -> None:
+        config = FlaubertConfig.from_dict({**self.config.to_dict(), "architectures": [type(self).__name__]})
+        config.save_pretrained(folder)
+        save_state_dict(self.state_dict(), folder)
+
+    def num_parameters(self) -> int:
+        return sum(array.size for array in self.weights.values())
+
+    def encode(self, **inputs):
+        """Check the inputs, run the encoder -> (last hidden state, hidden states or None, attentions or None)."""
+        output_attentions = inputs.pop("output_attentions", None)
+        output_hidden_states = inputs.pop("output_hidden_states", None)
+        checked = encoder_inputs(self.config, **inputs)
+        return encode(self.params, self.config, **checked, output_attentions=bool(output_attentions),
+                      output_hidden_states=bool(output_hidden_states), use_kernels=self.use_kernels)
+
+    def __repr__(self):
+        c = self.config
+        return (f"{type(self).__name__}(emb_dim={c.emb_dim}, n_layers={c.n_layers}, n_heads={c.n_heads}, "
+                f"vocab_size={c.vocab_size}, pre_norm={c.pre_norm}, parameters={self.num_parameters():,})")
+
+
+def _resolve(folder) -> Path:
+    """A folder path as given, or a registry name (flaubert_base_cased...) -> its local folder."""
+    path = Path(folder)
+    if path.is_dir():
+        return path
+    try:
+        from .hub import resolve_name
+    except ImportError:
+        raise OSError(f"checkpoint folder not found: {folder}") from None
+    return resolve_name(folder)
+
+
+class FlaubertModel(FlaubertPreTrainedModel):
+    """The bare encoder: token ids in, one vector per token out."""
+
+    def __call__(self, input_ids=None, attention_mask=None, langs=None, token_type_ids=None, position_ids=None,
+                 lengths=None, cache=None, inputs_embeds=None, output_attentions=None, output_hidden_states=None,
+                 return_dict=None):
+        last, hidden_states, attentions = self.encode(
+            input_ids=input_ids, attention_mask=attention_mask, langs=langs, token_type_ids=token_type_ids,
+            position_ids=position_ids, lengths=lengths, cache=cache, inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        output = BaseModelOutput(last_hidden_state=last, hidden_states=hidden_states, attentions=attentions)
+        return output if return_dict is not False else output.to_tuple()

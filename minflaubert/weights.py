@@ -1,0 +1,191 @@
+"""Checkpoint files -> NumPy arrays, and back.
+
+A checkpoint folder written by transformers' ``save_pretrained`` holds ``config.json`` and the weights in one of:
+
+* ``model.safetensors``: an 8-byte little-endian header length, a JSON header mapping each tensor name to its
+  dtype, shape and byte range, then the raw bytes. We memory-map the file and hand out NumPy views into it, so
+  loading copies nothing and only the pages a forward pass touches are ever read.
+* ``model.safetensors.index.json`` + shards: the index's ``weight_map`` says which shard holds which tensor.
+* ``pytorch_model.bin``: a zip of pickles, read without torch by ``torch_pickle.py``.
+
+The names are transformers' (``transformer.attentions.0.q_lin.weight``...). ``unflatten`` turns them into the
+nested dictionaries the layer functions take, after ``check_state_dict`` has compared every shape with the config.
+"""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+SAFETENSORS_NAME = "model.safetensors"
+SAFETENSORS_INDEX_NAME = "model.safetensors.index.json"
+TORCH_BIN_NAME = "pytorch_model.bin"
+TORCH_BIN_INDEX_NAME = "pytorch_model.bin.index.json"
+
+_DTYPES = {
+    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16,  # bf16 is widened below
+    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+}
+
+
+# ------------------------------------------------------------------------------------------------ reading
+def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Memory-map one .safetensors file: {name: array view}. Raises ValueError on a malformed file."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as file:
+        prefix = file.read(8)
+        if len(prefix) < 8:
+            raise ValueError(f"{path} is not a safetensors file: too short")
+        header_len = int.from_bytes(prefix, "little")
+        if header_len > size - 8:
+            raise ValueError(f"{path} is truncated or not a safetensors file (header of {header_len} bytes)")
+        try:
+            header = json.loads(file.read(header_len))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path} has a corrupt safetensors header: {error}") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path} has a corrupt safetensors header: not a JSON object")
+    header.pop("__metadata__", None)
+    data_start = 8 + header_len
+    buffer = np.memmap(path, dtype=np.uint8, mode="r") if size > data_start else np.zeros(0, np.uint8)
+    return {name: _tensor_view(path, name, entry, buffer, data_start) for name, entry in header.items()}
+
+
+def _tensor_view(path, name, entry, buffer, data_start) -> np.ndarray:
+    try:
+        dtype, shape, (begin, end) = _DTYPES[entry["dtype"]], list(entry["shape"]), entry["data_offsets"]
+        n_bytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        valid = all(isinstance(n, int) and n >= 0 for n in [*shape, begin, end]) and end - begin == n_bytes
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{path}: tensor {name!r} has a malformed header entry {entry!r}") from None
+    if not valid or data_start + end > buffer.size:
+        raise ValueError(f"{path}: tensor {name!r} (shape {shape}, bytes {begin}..{end}) does not fit the file")
+    array = buffer[data_start + begin:data_start + end].view(dtype).reshape(shape)
+    if entry["dtype"] == "BF16":  # bfloat16 is the top half of a float32
+        array = (array.astype(np.uint32) << 16).view(np.float32)
+    return array
+
+
+def load_state_dict(folder: str | os.PathLike) -> dict[str, np.ndarray]:
+    """All tensors of a checkpoint folder, whichever file layout it uses."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise OSError(f"checkpoint folder not found: {folder}")
+    if (folder / SAFETENSORS_NAME).is_file():
+        return read_safetensors(folder / SAFETENSORS_NAME)
+    if (folder / SAFETENSORS_INDEX_NAME).is_file():
+        return _read_sharded(folder / SAFETENSORS_INDEX_NAME, read_safetensors)
+    from .torch_pickle import load_torch_bin  # only needed for .bin checkpoints
+
+    if (folder / TORCH_BIN_NAME).is_file():
+        return load_torch_bin(folder / TORCH_BIN_NAME)
+    if (folder / TORCH_BIN_INDEX_NAME).is_file():
+        return _read_sharded(folder / TORCH_BIN_INDEX_NAME, load_torch_bin)
+    raise OSError(f"no weights in {folder}: expected {SAFETENSORS_NAME}, {SAFETENSORS_INDEX_NAME} or {TORCH_BIN_NAME}")
+
+
+def _read_sharded(index_path: Path, read) -> dict[str, np.ndarray]:
+    try:
+        weight_map = json.loads(index_path.read_text(encoding="utf-8"))["weight_map"]
+        shards = sorted(set(weight_map.values()))
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"{index_path} is not a valid shard index: {error}") from None
+    state = {}
+    for shard in shards:
+        shard_path = index_path.parent / shard
+        if Path(shard).name != shard or not shard_path.is_file():
+            raise OSError(f"{index_path} lists shard {shard!r}, which is not a file in {index_path.parent}")
+        state.update(read(shard_path))
+    missing = sorted(set(weight_map) - set(state))
+    if missing:
+        raise ValueError(f"{index_path}: tensors {missing[:5]} are listed but absent from their shards")
+    return state
+
+
+# ------------------------------------------------------------------------------------------------ writing
+def save_state_dict(state: dict[str, np.ndarray], folder: str | os.PathLike) -> None:
+    """Write ``model.safetensors`` in the layout transformers reads (metadata format "pt")."""
+    from safetensors.numpy import save_file
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    arrays = {name: np.ascontiguousarray(array) for name, array in state.items()}
+    save_file(arrays, str(Path(folder) / SAFETENSORS_NAME), metadata={"format": "pt"})
+
+
+# ----------------------------------------------------------------------------------------- names and shapes
+def check_state_dict(state: dict[str, np.ndarray], expected: dict[str, tuple], prefix: str = "transformer.",
+                     ignored_suffixes=("position_ids",)) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
+    """Match checkpoint names to the expected ones and check every shape.
+
+    ``expected`` maps our names (``embeddings.weight``, ``pred_layer.proj.bias``...) to shapes. Encoder names carry
+    ``prefix`` in a checkpoint saved from a head model and none in one saved from the bare encoder: it is dropped.
+    Returns (float32 arrays by our names, missing names, unexpected checkpoint names); a wrong shape raises
+    ValueError naming the key.
+    """
+    found, unexpected = {}, []
+    for key, array in state.items():
+        name = key.removeprefix(prefix)
+        if name not in expected:
+            if not key.endswith(ignored_suffixes):
+                unexpected.append(key)
+            continue
+        if tuple(array.shape) != tuple(expected[name]):
+            raise ValueError(f"checkpoint tensor {key!r} has shape {tuple(array.shape)}, but the config asks for "
+                             f"{tuple(expected[name])}: the checkpoint does not match its config.json")
+        # subtle: float32 arrays stay views into the memory map; only other dtypes are converted (copied).
+        found[name] = array if array.dtype == np.float32 else array.astype(np.float32)
+    missing = [name for name in expected if name not in found]
+    return found, missing, unexpected
+
+
+def unflatten(flat: dict[str, np.ndarray]) -> dict:
+    """{"attentions.0.q_lin.weight": w} -> {"attentions": {0: {"q_lin": {"weight": w}}}}."""
+    tree: dict = {}
+    for name, array in flat.items():
+        node = tree
+        *parents, leaf = [int(part) if part.isdigit() else part for part in name.split(".")]
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = array
+    return tree
+
+
+def warn_about_keys(kind: str, missing: list[str], unexpected: list[str]) -> None:
+    if missing:
+        warnings.warn(f"{kind}: weights not in the checkpoint, initialised at random: {', '.join(missing)}",
+                      stacklevel=3)
+    if unexpected:
+        shown = ", ".join(unexpected[:10]) + (" ..." if len(unexpected) > 10 else "")
+        warnings.warn(f"{kind}: checkpoint weights not used by this model: {shown}", stacklevel=3)
+
+
+def init_weights(shapes: dict[str, tuple], config, seed: int = 0) -> dict[str, np.ndarray]:
+    """Fresh weights, as transformers initialises them: what a model built from a config alone starts with.
+
+    Linear weights ~ N(0, init_std) and biases 0; embedding tables ~ N(0, embed_init_std) with the padding row 0
+    (or the sinusoidal table for positions when the config asks for it); LayerNorms scale 1, shift 0.
+    """
+    from .layers import sinusoidal_position_table
+
+    rng = np.random.default_rng(seed)
+    weights = {}
+    for name, shape in shapes.items():
+        module, _, kind = name.rpartition(".")
+        if "layer_norm" in module or "LayerNorm" in module:
+            array = np.ones(shape) if kind == "weight" else np.zeros(shape)
+        elif kind == "bias":
+            array = np.zeros(shape)
+        elif module.endswith("embeddings"):
+            array = rng.normal(0.0, config.embed_init_std, shape)
+            if module == "embeddings":
+                array[config.pad_index] = 0.0
+            if module == "position_embeddings" and config.sinusoidal_embeddings:
+                array = sinusoidal_position_table(*shape)
+        else:
+            array = rng.normal(0.0, config.init_std, shape)
+        weights[name] = array.astype(np.float32)
+    return weights
