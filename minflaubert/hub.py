@@ -30,6 +30,7 @@ REGISTRY_FILE = Path(__file__).with_name("registry.json")
 WEIGHTS_ENV = "MINFLAUBERT_WEIGHTS"
 CHUNK_BYTES = 1 << 20
 TIMEOUT_SECONDS = 30  # per socket operation: a stalled server becomes an error, never a hang
+HF_HUB_MIN_MAJOR = 2  # RemoteEntryNotFoundError and hf_hub_download(tqdm_class=) as used below; tested with 2.4
 ATTEMPTS = 3  # urllib client: transfers tried (each one resuming the previous) before giving up
 
 
@@ -99,7 +100,7 @@ def download(name: str, dest=None, endpoint: str | None = None, progress: bool =
     """Fetch the files of checkpoint ``name`` into ``dest`` (default ``weights_root()/NAME``) and return it.
 
     ``endpoint`` defaults to ``$HF_ENDPOINT`` then https://huggingface.co. ``client`` is ``"huggingface_hub"``,
-    ``"urllib"`` or ``"auto"`` (the first when importable). Files already present are kept (re-verified when their
+    ``"urllib"`` or ``"auto"`` (the first when a version it supports is installed). Files already present are kept (re-verified when their
     sha256 is known); optional files the hub does not have (404) are skipped.
     """
     entry = checkpoint(name)
@@ -112,27 +113,40 @@ def download(name: str, dest=None, endpoint: str | None = None, progress: bool =
         if target.is_file():
             _check_sha256(target, spec["sha256"])
             continue
-        url = f"{endpoint}/{entry['repo_id']}/resolve/{entry['revision']}/{spec['name']}"
         found = fetch(endpoint, entry, spec["name"], target, progress)
         if not found and spec["required"]:
+            url = _url(endpoint, entry, spec["name"])
             raise OSError(f"{url} does not exist (404), but {entry['name']} needs {spec['name']}")
         if not found:
             _say(progress, f"{spec['name']}: not published for {entry['name']}, skipped")
     return dest
 
 
+def _url(endpoint: str, entry: dict, filename: str) -> str:
+    """Where the hub serves one file of one revision (the same URL ``huggingface_hub`` builds)."""
+    return f"{endpoint}/{entry['repo_id']}/resolve/{entry['revision']}/{filename}"
+
+
 def _pick_client(client: str):
     """The fetch function of the chosen HTTP client (see the module docstring for why there are two)."""
     if client == "auto":
-        try:
-            import huggingface_hub  # noqa: F401  (only probing whether the optional extra is installed)
-            client = "huggingface_hub"
-        except ImportError:
-            client = "urllib"
+        client = "huggingface_hub" if _hf_hub_usable() else "urllib"
+    elif client == "huggingface_hub" and not _hf_hub_usable():
+        raise ImportError(f"client='huggingface_hub' needs huggingface_hub>={HF_HUB_MIN_MAJOR}: "
+                          "pip install 'minflaubert[download]'")
     clients = {"huggingface_hub": _fetch_with_hf_hub, "urllib": _fetch_with_urllib}
     if client not in clients:
         raise ValueError(f"unknown client {client!r}; choose one of auto, {', '.join(clients)}")
     return clients[client]
+
+
+def _hf_hub_usable() -> bool:
+    """Whether huggingface_hub is installed in a version whose API ``_fetch_with_hf_hub`` was written for."""
+    try:
+        import huggingface_hub
+    except ImportError:
+        return False
+    return int(huggingface_hub.__version__.split(".")[0]) >= HF_HUB_MIN_MAJOR
 
 
 def _publish(part: Path, target: Path, sha256: str | None, progress: bool) -> None:
@@ -185,7 +199,7 @@ def _fetch_with_hf_hub(endpoint: str, entry: dict, filename: str, target: Path, 
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError
 
-    url = f"{endpoint}/{entry['repo_id']}/resolve/{entry['revision']}/{filename}"
+    url = _url(endpoint, entry, filename)
     staging = Path(tempfile.mkdtemp(prefix=f".{filename}.", dir=target.parent))
     try:
         downloaded = hf_hub_download(
@@ -198,6 +212,10 @@ def _fetch_with_hf_hub(endpoint: str, entry: dict, filename: str, target: Path, 
         return False
     except LocalEntryNotFoundError as e:  # what hf_hub_download raises when the server cannot be reached
         raise OSError(f"cannot download {url}: offline or unreachable ({e})") from e
+    except (OSError, ValueError):  # its other errors (and our checksum error) already say what went wrong
+        raise
+    except Exception as e:  # its HTTP library's transport errors (connection reset...) are not OSErrors
+        raise OSError(f"cannot download {url}: transfer failed ({type(e).__name__}: {e})") from e
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -224,7 +242,7 @@ def _fetch_with_urllib(endpoint: str, entry: dict, filename: str, target: Path, 
     An interrupted transfer is retried (resuming) a few times; if it still fails the ``.part`` is kept so that
     running the download again continues from there.
     """
-    url = f"{endpoint}/{entry['repo_id']}/resolve/{entry['revision']}/{filename}"
+    url = _url(endpoint, entry, filename)
     part = target.with_name(target.name + ".part")
     for attempt in range(1, ATTEMPTS + 1):
         try:

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import socket
+import struct
 import threading
 import time
 from collections import Counter
@@ -41,6 +42,7 @@ class FakeHub:
     """The hub's ``/{repo}/resolve/{revision}/{file}`` URLs, served from memory on a random loopback port.
 
     ``cuts[file] = [n1, n2, ...]``: the next GETs of ``file`` send only n1, n2... bytes of their body, then hang up.
+    ``hard_cuts = True``: cuts end with a TCP reset (a dropped connection) rather than a clean close.
     ``midway[file] = callable``: called (in the server thread) once half of that file's body has been sent.
     """
 
@@ -49,6 +51,7 @@ class FakeHub:
     def __init__(self, files: dict):
         self.files = files
         self.cuts: dict[str, list[int]] = {}
+        self.hard_cuts = False
         self.midway: dict = {}
         self.requests: list[tuple[str, str, str | None]] = []  # (method, file, Range header)
         self.bytes_sent = Counter()
@@ -103,7 +106,8 @@ class FakeHub:
     def send_body(self, handler, file: str, data: bytes, start: int) -> None:
         """Write the body from ``start``, honouring a planned cut and the midway check."""
         end = len(data)
-        if self.cuts.get(file):
+        cut = bool(self.cuts.get(file))
+        if cut:
             end = min(end, start + self.cuts[file].pop(0))
         half = len(data) // 2
         for lo in range(start, end, 4096):
@@ -114,6 +118,9 @@ class FakeHub:
             self.bytes_sent[file] += hi - lo
         handler.wfile.flush()
         handler.close_connection = True
+        if cut and self.hard_cuts:  # linger 0: closing sends RST, the client's next read fails
+            handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            handler.connection.close()
 
     @staticmethod
     def range_start(header: str | None) -> int:
@@ -302,6 +309,14 @@ def test_unreachable_server_says_so(tiny_registry, tmp_path):
     with pytest.raises(OSError, match="offline or unreachable") as error:
         hub.download("tiny_test", dest=tmp_path / "tiny", endpoint=endpoint, progress=False, client="urllib")
     assert f"{endpoint}/{REPO_ID}/resolve/main/config.json" in str(error.value)
+
+
+def test_dropped_connection_is_an_oserror(fake_hub, tiny_registry, tmp_path, client):
+    fake_hub.hard_cuts = True
+    fake_hub.cuts["pytorch_model.bin"] = [1000] * 10  # more than either client retries
+    with pytest.raises(OSError, match="pytorch_model.bin"):
+        fetch(fake_hub, tmp_path / "tiny", client)
+    assert not (tmp_path / "tiny" / "pytorch_model.bin").exists()
 
 
 def test_unknown_names_list_the_known_ones(tmp_path):
