@@ -199,9 +199,7 @@ TRUNCATION_STRATEGIES = (None, False, True, "longest_first", "only_first", "only
 _LARGE_INTEGER = int(1e20)  # transformers' "no maximum length" threshold for model_max_length
 
 
-def _get_pairs(word: Sequence[str]) -> set[tuple[str, str]]:
-    """The set of adjacent symbol pairs: ``("l", "e", "s</w>")`` -> ``{("l", "e"), ("e", "s</w>")}``."""
-    return set(zip(word, word[1:]))
+_NO_MERGE = float("inf")  # the "rank" of a pair that is not in merges.txt
 
 
 class BatchEncoding(dict):
@@ -395,23 +393,29 @@ class FlaubertTokenizer:
         cached = self._cache.get(word)
         if cached is not None:
             return cached
-        symbols = (*word[:-1], word[-1] + "</w>")  # tuple of str, one per symbol
-        ranks = self.bpe_ranks
+        symbols = [*word[:-1], word[-1] + "</w>"]  # list of str, one per symbol
+        rank_of = self.bpe_ranks.get
         while len(symbols) > 1:
-            pair = min(_get_pairs(symbols), key=lambda p: ranks.get(p, float("inf")))
-            if pair not in ranks:
+            # The adjacent pair learned earliest (a plain loop: this is the hot spot of a cold cache).
+            best_rank, best = _NO_MERGE, None
+            for pair in zip(symbols, symbols[1:]):
+                rank = rank_of(pair, _NO_MERGE)
+                if rank < best_rank:
+                    best_rank, best = rank, pair
+            if best is None:
                 break  # no known merge left
-            first, second = pair
-            merged, i = [], 0
-            while i < len(symbols):
+            first, second = best
+            merged, i, n = [], 0, len(symbols)
+            while i < n:
                 # subtle: scan left to right and skip the merged pair, so "a a a" with merge (a, a) gives "aa a".
-                if i < len(symbols) - 1 and symbols[i] == first and symbols[i + 1] == second:
+                if i < n - 1 and symbols[i] == first and symbols[i + 1] == second:
                     merged.append(first + second)
                     i += 2
                 else:
                     merged.append(symbols[i])
                     i += 1
-            symbols = tuple(merged)
+            symbols = merged
+        symbols = tuple(symbols)
         result = (symbols, tuple(self.encoder.get(s, self.unk_token_id) for s in symbols))
         self._cache[word] = result
         return result
@@ -498,10 +502,11 @@ class FlaubertTokenizer:
           it share that span;
         - characters that produced nothing (spaces, controls) are covered by no token.
 
-        A few Moses rules depend on context, and there the match is best-effort (a character is attributed to the
-        last matched one, so spans stay in order and never fail): ``,"`` and ``."`` are reordered to ``",`` and
-        ``".``, a no-break space between digits becomes a comma (``1 000`` -> ``1,000``), ````'`` and ``´´`` pairs
-        become ``"``, and lowercasing a final capital sigma depends on the next letter.
+        A few Moses rules depend on context. Moses moves a comma or periods after a quote (``,"`` -> ``",``,
+        ``."`` -> ``".``): each still gets its own character's span, so these spans are out of order. Characters that
+        normalisation *creates* are attributed to the last matched character: the comma of a no-break space between
+        digits (``1 000`` -> ``1,000``), ``"`` from two apostrophe-like marks (``'’``, ``´´``, ````'``), and a
+        final ``ς`` from lowercasing ``Σ`` (it depends on the next letter).
         """
         stream: list[str] = []  # normalised characters, in order
         spans: list[tuple[int, int]] = []  # the original span each one comes from
@@ -517,7 +522,8 @@ class FlaubertTokenizer:
             stream.extend(out)
             spans.extend([(base + i, base + j)] * len(out))
             i = j
-        p = 0
+        p = 0  # next stream position to match
+        skipped: list[int] = []  # stream positions jumped over: a character Moses moved back may be there
         last = spans[0] if spans else (base, base)
         result = []
         for word in words:
@@ -527,8 +533,16 @@ class FlaubertTokenizer:
                 while q < stop and stream[q] != ch:
                     q += 1
                 if q < stop:
+                    skipped.extend(range(p, q))
                     last, p = spans[q], q + 1
-                word_spans.append(last)
+                    word_spans.append(last)
+                    continue
+                back = next((k for k in skipped if stream[k] == ch), None)
+                if back is not None:  # e.g. the "." of '."', which Moses turned into '".'
+                    skipped.remove(back)
+                    word_spans.append(spans[back])
+                else:  # a character normalisation created: attributed to the last matched one
+                    word_spans.append(last)
             result.append(word_spans)
         return result
 
