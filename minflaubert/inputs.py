@@ -27,14 +27,16 @@ def as_indices(value, name: str, ndim: int, low: int = 0, high: int | None = Non
             raise TypeError(f"{name} must hold integers, got dtype {array.dtype}")
     if array.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimension(s), got shape {array.shape}")
-    array = array.astype(np.int64, copy=False)
+    # subtle: check the range before converting to int64, or a uint64 id >= 2**63 would wrap to a negative one.
     checked = array[array != -100] if allow_ignore else array
     if checked.size and (checked.min() < low or (high is not None and checked.max() >= high)):
         bad = checked[(checked < low) | (checked >= high)][0] if high is not None else checked.min()
         limit = f"[{low}, {high})" if high is not None else f">= {low}"
         ignore = " (or -100 to ignore)" if allow_ignore else ""
         raise ValueError(f"{name} must be in {limit}{ignore}, got {bad}")
-    return array
+    if checked.size and checked.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"{name} must fit in int64, got {checked.max()}")
+    return array.astype(np.int64, copy=False)
 
 
 def as_floats(value, name: str, ndim: int) -> np.ndarray:
@@ -100,8 +102,19 @@ def encoder_inputs(config, input_ids=None, attention_mask=None, langs=None, toke
             raise TypeError(f"cache must be a dict (start with {{}}), got {type(cache).__name__}")
         if not config.causal:
             raise ValueError("cache is for incremental decoding, which only a causal model (causal=True) does")
-        if cache.get("slen", 0) >= seq_len and input_ids is not None:
-            raise ValueError(f"cache already holds {cache['slen']} positions: pass the whole sequence so far, "
+        cached = cache.get("slen", 0)
+        if cached and input_ids is None:
+            # The cache lets input_ids be cut to the new positions; inputs_embeds can't be, so the keys of the old
+            # positions would be appended a second time (and the mask would no longer match the keys).
+            raise ValueError(f"cache already holds {cached} positions: continue incremental decoding with input_ids, "
+                             f"not inputs_embeds")
+        if cached >= seq_len:
+            raise ValueError(f"cache already holds {cached} positions: pass the whole sequence so far, "
                              f"longer than that (got {seq_len})")
+        cached_batch = next((layer["k"].shape[0] for layer in cache.values() if isinstance(layer, dict)
+                             and "k" in layer), batch)
+        if cached and cached_batch != batch:
+            raise ValueError(f"cache holds {cached_batch} sequence(s) but input_ids has {batch}: "
+                             f"use one cache per batch")
     return dict(input_ids=input_ids, attention_mask=attention_mask, langs=langs, token_type_ids=token_type_ids,
                 position_ids=position_ids, lengths=lengths, cache=cache, inputs_embeds=inputs_embeds)

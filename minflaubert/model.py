@@ -64,7 +64,7 @@ def encode(params, config, input_ids=None, attention_mask=None, langs=None, toke
     if cache is not None and input_ids is not None:
         # Incremental decoding: the cache holds keys and values of the first cache["slen"] positions, so only
         # the new ones run through the layers (their queries still see every earlier key).
-        new = slice(seq_len - cache.get("slen", 0), None)
+        new = slice(cache.get("slen", 0), None)
         input_ids, position_ids, mask = input_ids[:, new], position_ids[:, new], mask[:, new]
         attention_mask_3d = attention_mask_3d[:, new]
         langs = langs[:, new] if langs is not None else None
