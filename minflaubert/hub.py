@@ -4,15 +4,17 @@
 with their files. ``download(NAME)`` fetches them into ``weights/NAME/`` with three guarantees:
 
 * **atomic** — a file only appears under its final name once it is complete and verified; until then it lives
-  under a temporary name (``FILE.part``), so a crash never leaves a half file that looks finished;
+  under a temporary name (``FILE.part``, or a hidden staging folder for huggingface_hub), so a crash never leaves
+  a half file that looks finished;
 * **verified** — when the registry knows a file's sha256 the bytes are hashed before they are published; a
   mismatch deletes them. When it does not know it (``null``), the download says so instead of pretending;
-* **resumable** — an interrupted transfer continues where it stopped (HTTP ``Range``), it never restarts a
+* **resumable** — an interrupted transfer continues where it stopped (HTTP ``Range``) instead of restarting a
   1.5 GB file from zero.
 
-Two clients do the HTTP: ``huggingface_hub`` (the optional ``[download]`` extra, the well-kept client: it follows
-the hub's redirects, honours ``HF_ENDPOINT``, retries and resumes within a call) when it is importable, else a
-small ``urllib`` one written here, which also resumes *across* calls from the ``.part`` it kept.
+Two clients do the HTTP. ``huggingface_hub`` (the optional ``[download]`` extra) is the well-kept one: it follows
+the hub's redirects to its storage, retries, and resumes within a call (from what it wrote to disk, in 10 MB
+blocks), but drops its partial file when it gives up. Without it (or with ``client="urllib"``) a small standard
+library client written here does the same job, and keeps ``FILE.part`` so that the next call resumes it.
 """
 import hashlib
 import json

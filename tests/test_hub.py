@@ -42,6 +42,7 @@ class FakeHub:
     """The hub's ``/{repo}/resolve/{revision}/{file}`` URLs, served from memory on a random loopback port.
 
     ``cuts[file] = [n1, n2, ...]``: the next GETs of ``file`` send only n1, n2... bytes of their body, then hang up.
+    ``honour_ranges = False``: answer every GET with the whole file (200), as some proxies and CDNs do.
     ``hard_cuts = True``: cuts end with a TCP reset (a dropped connection) rather than a clean close.
     ``midway[file] = callable``: called (in the server thread) once half of that file's body has been sent.
     """
@@ -51,6 +52,7 @@ class FakeHub:
     def __init__(self, files: dict):
         self.files = files
         self.cuts: dict[str, list[int]] = {}
+        self.honour_ranges = True
         self.hard_cuts = False
         self.midway: dict = {}
         self.requests: list[tuple[str, str, str | None]] = []  # (method, file, Range header)
@@ -88,7 +90,7 @@ class FakeHub:
             return self.status_only(handler, 503)
         if data is None:
             return self.status_only(handler, 404, {"X-Error-Code": "EntryNotFound"})
-        start = self.range_start(handler.headers.get("Range"))
+        start = self.range_start(handler.headers.get("Range")) if self.honour_ranges else 0
         if start >= len(data) > 0:
             return self.status_only(handler, 416, {"Content-Range": f"bytes */{len(data)}"})
         handler.send_response(206 if start else 200)
@@ -249,6 +251,16 @@ def test_complete_part_is_published_without_refetching(fake_hub, tiny_registry, 
     fetch(fake_hub, dest, "urllib")
     assert (dest / "pytorch_model.bin").read_bytes() == FILES["pytorch_model.bin"]
     assert fake_hub.bytes_sent["pytorch_model.bin"] == 0
+
+
+def test_server_ignoring_range_restarts_the_part(fake_hub, tiny_registry, tmp_path):
+    fake_hub.honour_ranges = False
+    dest = tmp_path / "tiny"
+    dest.mkdir()
+    (dest / "pytorch_model.bin.part").write_bytes(b"x" * 5000)
+    fetch(fake_hub, dest, "urllib")
+    assert fake_hub.ranges("pytorch_model.bin") == ["bytes=5000-"]
+    assert (dest / "pytorch_model.bin").read_bytes() == FILES["pytorch_model.bin"]  # not 5000 x + the file
 
 
 def test_final_name_absent_until_complete(fake_hub, tiny_registry, tmp_path, client):
