@@ -1,0 +1,509 @@
+"""The task heads: small functions on top of the encoder's last hidden state, and thin classes that wire them up.
+
+Every class below is ``FlaubertPreTrainedModel`` plus three things: ``head_shapes`` (its extra weights, by the
+names transformers saves them under), a ``__call__`` with transformers' exact arguments, and a ``head`` method that
+turns the last hidden state [batch, seq, dim] (and the labels, if any) into the output fields. ``HeadModel.run``
+does the rest for all six: check the inputs, run the encoder, call ``head``, pack the output class.
+
+The math comes first, as plain functions with shape comments; dropout is absent since we only run inference.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .inputs import as_array, as_floats, as_indices
+from .layers import gelu, layer_norm, linear, relu, softmax
+from .model import FlaubertPreTrainedModel
+from .outputs import (FlaubertForQuestionAnsweringOutput, MaskedLMOutput, MultipleChoiceModelOutput,
+                      QuestionAnsweringModelOutput, SequenceClassifierOutput, TokenClassifierOutput)
+
+IGNORE_INDEX = -100  # labels equal to this take no part in a cross-entropy (PyTorch's default ignore_index)
+MASKED_LOGIT = np.float32(1e30)  # what the SQuAD head subtracts at p_mask positions (large, but not -inf)
+
+
+# ----------------------------------------------------------------------------------------------------- losses
+def log_softmax(x, axis=-1):  # [..., classes] -> [..., classes]
+    """log(softmax(x)) computed as x - logsumexp(x), which neither overflows nor takes the log of 0."""
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def nll_loss(log_probs, labels, ignore_index=IGNORE_INDEX):  # [..., classes], [...] -> scalar
+    """The mean of -log p(label) over the labels that are not ``ignore_index``.
+
+    subtle: when every label is ignored the mean is 0/0 = nan, which is what PyTorch returns too.
+    """
+    log_probs = log_probs.reshape(-1, log_probs.shape[-1])
+    labels = labels.reshape(-1)
+    keep = labels != ignore_index
+    if not keep.any():
+        return np.float32(np.nan)
+    picked = log_probs[np.flatnonzero(keep), labels[keep]]
+    return np.float32(-picked.astype(np.float64).mean())
+
+
+def cross_entropy(logits, labels, ignore_index=IGNORE_INDEX):  # [..., classes], [...] -> scalar
+    return nll_loss(log_softmax(logits), labels, ignore_index)
+
+
+def binary_cross_entropy_with_logits(logits, targets):  # [...], [...] -> scalar
+    """mean(-t log sigmoid(x) - (1 - t) log(1 - sigmoid(x))), written as max(x, 0) - x t + log(1 + exp(-|x|)).
+
+    The rewritten form is the same number without ever exponentiating a large positive value.
+    """
+    x, t = logits.astype(np.float64), targets.astype(np.float64)
+    return np.float32((np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))).mean())
+
+
+def mse(predictions, targets):  # [...], [...] -> scalar
+    return np.float32(np.square(predictions.astype(np.float64) - targets).mean())
+
+
+# ---------------------------------------------------------------------------------------- adaptive softmax
+def adaptive_softmax_shapes(config) -> dict[str, tuple]:
+    """The weights of torch.nn.AdaptiveLogSoftmaxWithLoss(dim, vocab, asm_cutoffs, asm_div_value, head_bias=True).
+
+    The head scores the shortlist (ids below the first cutoff) plus one entry per cluster; cluster i (the ids
+    between cutoffs i and i+1) has its own two-layer tail, dim -> dim // div^(i+1) -> cluster size, without biases.
+    """
+    dim, cutoffs = config.emb_dim, [*config.asm_cutoffs, config.vocab_size]
+    n_clusters = len(cutoffs) - 1
+    shapes = {"pred_layer.proj.head.weight": (cutoffs[0] + n_clusters, dim),
+              "pred_layer.proj.head.bias": (cutoffs[0] + n_clusters,)}
+    for i in range(n_clusters):
+        width = int(dim // config.asm_div_value ** (i + 1))  # subtle: floor of a float division, as torch does
+        shapes[f"pred_layer.proj.tail.{i}.0.weight"] = (width, dim)
+        shapes[f"pred_layer.proj.tail.{i}.1.weight"] = (cutoffs[i + 1] - cutoffs[i], width)
+    return shapes
+
+
+def adaptive_log_softmax(x, p, cutoffs):  # [..., dim] -> [..., vocab]
+    """Full-vocabulary log-probabilities of the adaptive softmax (Grave et al. 2017).
+
+    log p(id) = log p_head(id) for a shortlist id, and log p_head(cluster) + log p_cluster(id) for an id inside a
+    cluster. ``cutoffs`` are the config's ``asm_cutoffs``; the cluster widths (asm_div_value) are in the weights.
+    """
+    head = log_softmax(linear(x, p["head"]))  # [..., shortlist + clusters]
+    shortlist = cutoffs[0]
+    parts = [head[..., :shortlist]]
+    for i in range(len(cutoffs)):
+        tail = p["tail"][i]
+        cluster = log_softmax(linear(linear(x, tail[0]), tail[1]))  # [..., cluster size]
+        parts.append(cluster + head[..., shortlist + i, None])
+    return np.concatenate(parts, axis=-1)
+
+
+# ----------------------------------------------------------------------------------------- sequence summary
+SUMMARY_ACTIVATIONS = {None: lambda x: x, "linear": lambda x: x, "tanh": np.tanh, "relu": relu, "gelu": gelu}
+
+
+def summary_shapes(config, prefix="sequence_summary") -> dict[str, tuple]:
+    """The optional projection of ``sequence_summary``; also where an unusable summary config is refused."""
+    if config.summary_type == "attn":
+        raise ValueError('summary_type="attn" is not implemented (transformers raises NotImplementedError too): '
+                         'use "first", "last", "mean" or "cls_index"')
+    if config.summary_activation not in SUMMARY_ACTIVATIONS:
+        raise ValueError(f"summary_activation must be one of {sorted(map(str, SUMMARY_ACTIVATIONS))}, "
+                         f"got {config.summary_activation!r}")
+    if not config.summary_use_proj:
+        return {}
+    width = summary_width(config)
+    return {f"{prefix}.summary.weight": (width, config.emb_dim), f"{prefix}.summary.bias": (width,)}
+
+
+def summary_width(config) -> int:
+    """How wide ``sequence_summary``'s output is: num_labels, or emb_dim when there is no projection to labels."""
+    return config.num_labels if config.summary_use_proj and config.summary_proj_to_labels else config.emb_dim
+
+
+def sequence_summary(hidden, p, config, cls_index=None):  # [batch, seq, dim] -> [batch, summary_width]
+    """One vector per sequence: pick a token (or average them), then optionally project and squash it.
+
+    ``p`` holds the projection as ``p["summary"]`` when ``summary_use_proj``. ``cls_index`` [batch] picks a token
+    per row for summary_type="cls_index" (default: the last token).
+    """
+    batch, seq_len, _ = hidden.shape
+    kind = config.summary_type
+    if kind == "first":
+        x = hidden[:, 0]
+    elif kind == "last":
+        x = hidden[:, -1]  # subtle: the last *position*, padding or not, exactly as transformers
+    elif kind == "mean":
+        x = hidden.mean(axis=1)  # subtle: padded positions (zero vectors) count in the mean, as in transformers
+    elif kind == "cls_index":
+        rows = np.full(batch, seq_len - 1) if cls_index is None else as_indices(cls_index, "cls_index", 1, 0, seq_len)
+        x = hidden[np.arange(batch), rows]
+    else:
+        raise ValueError(f'summary_type={kind!r} is not implemented: use "first", "last", "mean" or "cls_index"')
+    if "summary" in p:
+        x = linear(x, p["summary"])
+    return SUMMARY_ACTIVATIONS[config.summary_activation](x)
+
+
+# ---------------------------------------------------------------------------------------------- SQuAD head
+def mask_logits(x, p_mask):  # [batch, seq, ...], p_mask broadcastable -> same
+    """x (1 - p_mask) - 1e30 p_mask: positions with p_mask = 1 (question, padding...) can never be chosen."""
+    return x if p_mask is None else x * (1 - p_mask) - MASKED_LOGIT * p_mask
+
+
+def start_logits(hidden, p, p_mask=None):  # [batch, seq, dim] -> [batch, seq]
+    return mask_logits(linear(hidden, p["dense"])[..., 0], p_mask)
+
+
+def end_logits(hidden, start_states, p, eps, p_mask=None):  # [..., seq, dim] x 2 -> [..., seq]
+    """Score each position as the end of a span that starts at the token whose state is ``start_states``."""
+    x = np.tanh(linear(np.concatenate([hidden, start_states], axis=-1), p["dense_0"]))
+    return mask_logits(linear(layer_norm(x, p["LayerNorm"], eps), p["dense_1"])[..., 0], p_mask)
+
+
+def answer_class_logits(hidden, start_states, p, cls_index=None):  # [batch, seq, dim], [batch, dim] -> [batch]
+    """SQuAD 2.0's "is there no answer?" logit, from the start state and the CLS token's state (default: last)."""
+    batch = hidden.shape[0]
+    cls_state = hidden[:, -1] if cls_index is None else hidden[np.arange(batch), cls_index]  # [batch, dim]
+    x = np.tanh(linear(np.concatenate([start_states, cls_state], axis=-1), p["dense_0"]))
+    return linear(x, p["dense_1"])[..., 0]
+
+
+def top_k(x, k, axis):  # [..., n, ...] -> values, indices: [..., k, ...], largest first
+    """torch.topk: the k largest values along ``axis`` and where they are.
+
+    subtle: a stable sort of -x keeps equal values in index order, the order torch.topk gives on CPU.
+    """
+    indices = np.take(np.argsort(-x, axis=axis, kind="stable"), np.arange(k), axis=axis)
+    return np.take_along_axis(x, indices, axis=axis), indices
+
+
+def squad_loss(hidden, p, config, start_positions, end_positions, cls_index=None, is_impossible=None,
+               p_mask=None):  # [batch, seq, dim], [batch] x 2 -> scalar
+    """Training: cross-entropy of the true start, and of the true end given the true start (teacher forcing).
+
+    With ``cls_index`` and ``is_impossible``, half the answer-class BCE is added (XLNet's weighting).
+    """
+    batch, seq_len, _ = hidden.shape
+    starts = start_logits(hidden, p["start_logits"], p_mask)
+    true_start = np.broadcast_to(hidden[np.arange(batch), start_positions][:, None], hidden.shape)  # [b, s, d]
+    ends = end_logits(hidden, true_start, p["end_logits"], config.layer_norm_eps, p_mask)
+    loss = (cross_entropy(starts, start_positions) + cross_entropy(ends, end_positions)) / 2
+    if cls_index is not None and is_impossible is not None:
+        cls_logits = answer_class_logits(hidden, true_start[:, 0], p["answer_class"], cls_index)
+        loss += 0.5 * binary_cross_entropy_with_logits(cls_logits, is_impossible)
+    return np.float32(loss)
+
+
+def squad_beam_search(hidden, p, config, p_mask=None, cls_index=None) -> dict:  # [batch, seq, dim] -> fields
+    """Inference: the start_n_top best starts, and for each the end_n_top best ends.
+
+    subtle: transformers calls them ``*_log_probs`` but they are softmax probabilities; we return the same.
+    subtle: ``end_top_*`` [batch, end_n_top * start_n_top] are flattened end-major: entry e * start_n_top + s is
+    the e-th best end for the s-th best start.
+    """
+    batch, seq_len, dim = hidden.shape
+    start_probs = softmax(start_logits(hidden, p["start_logits"], p_mask))  # [b, s]
+    start_top_probs, start_top_index = top_k(start_probs, config.start_n_top, axis=-1)  # [b, k]
+    k = config.start_n_top
+    start_states = hidden[np.arange(batch)[:, None], start_top_index]  # [b, k, d]
+    start_states = np.broadcast_to(start_states[:, None], (batch, seq_len, k, dim))  # [b, s, k, d]
+    candidates = np.broadcast_to(hidden[:, :, None], (batch, seq_len, k, dim))  # [b, s, k, d]
+    ends = end_logits(candidates, start_states, p["end_logits"], config.layer_norm_eps,
+                      None if p_mask is None else p_mask[:, :, None])  # [b, s, k]
+    end_probs = softmax(ends, axis=1)  # over positions, for each start
+    end_top_probs, end_top_index = top_k(end_probs, config.end_n_top, axis=1)  # [b, end_n_top, k]
+    expected_start = np.einsum("bsd,bs->bd", hidden, start_probs)  # [b, d]: the start state, averaged
+    return dict(start_top_log_probs=start_top_probs, start_top_index=start_top_index,
+                end_top_log_probs=end_top_probs.reshape(batch, -1), end_top_index=end_top_index.reshape(batch, -1),
+                cls_logits=answer_class_logits(hidden, expected_start, p["answer_class"], cls_index))
+
+
+def squad_shapes(config) -> dict[str, tuple]:
+    dim = config.emb_dim
+    return {
+        "qa_outputs.start_logits.dense.weight": (1, dim), "qa_outputs.start_logits.dense.bias": (1,),
+        "qa_outputs.end_logits.dense_0.weight": (dim, 2 * dim), "qa_outputs.end_logits.dense_0.bias": (dim,),
+        "qa_outputs.end_logits.LayerNorm.weight": (dim,), "qa_outputs.end_logits.LayerNorm.bias": (dim,),
+        "qa_outputs.end_logits.dense_1.weight": (1, dim), "qa_outputs.end_logits.dense_1.bias": (1,),
+        "qa_outputs.answer_class.dense_0.weight": (dim, 2 * dim), "qa_outputs.answer_class.dense_0.bias": (dim,),
+        "qa_outputs.answer_class.dense_1.weight": (1, dim),
+    }
+
+
+# ------------------------------------------------------------------------------------------ checking labels
+def class_labels(labels, name, shape, n_classes, allow_ignore=True):
+    """Integer class ids of exactly ``shape`` in [0, n_classes) (or -100 where ``allow_ignore``) -> int64."""
+    labels = as_indices(labels, name, len(shape), 0, n_classes, allow_ignore)
+    if labels.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {labels.shape}")
+    return labels
+
+
+def float_labels(labels, name, shape):
+    labels = as_floats(labels, name, len(shape))
+    if labels.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {labels.shape}")
+    return labels
+
+
+# ----------------------------------------------------------------------------------------------- the classes
+ENCODER_ARGUMENTS = ("input_ids", "attention_mask", "langs", "token_type_ids", "position_ids", "lengths", "cache",
+                     "inputs_embeds", "output_attentions", "output_hidden_states")
+
+
+class HeadModel(FlaubertPreTrainedModel):
+    """The encoder plus a head. Subclasses define ``output_class``, ``head_shapes``, ``__call__`` and
+    ``head(last, **head_arguments) -> {field: array}``, which sees every ``__call__`` argument the encoder doesn't."""
+
+    output_class: type
+
+    def run(self, arguments: dict):
+        """``__call__``'s arguments -> the output: encoder arguments to the encoder, the rest to ``head``."""
+        arguments = {name: value for name, value in arguments.items() if name != "self"}
+        return_dict = arguments.pop("return_dict")
+        last, hidden_states, attentions = self.encode(**{name: arguments.pop(name) for name in ENCODER_ARGUMENTS})
+        output = self.output_class(**self.head(last, **arguments), hidden_states=hidden_states,
+                                   attentions=attentions)
+        return output if return_dict is not False else output.to_tuple()
+
+
+class FlaubertWithLMHeadModel(HeadModel):
+    """Scores for every vocabulary entry at every position: a linear layer tied to the word embeddings
+    (``tie_word_embeddings``), or the adaptive softmax's log-probabilities when ``asm=True``."""
+
+    output_class = MaskedLMOutput
+    TIED = "pred_layer.proj.weight"
+
+    @classmethod
+    def head_shapes(cls, config):
+        if config.asm:
+            return adaptive_softmax_shapes(config)
+        return {cls.TIED: (config.vocab_size, config.emb_dim), "pred_layer.proj.bias": (config.vocab_size,)}
+
+    @classmethod
+    def tied(cls, config) -> bool:
+        return config.tie_word_embeddings and not config.asm
+
+    @classmethod
+    def tie_weights(cls, config, weights, missing):
+        """A tied projection is never missing: ``setup`` makes it the embedding table (transformers omits it)."""
+        return weights, [name for name in missing if not (cls.tied(config) and name == cls.TIED)]
+
+    def setup(self):
+        if self.tied(self.config):
+            # subtle: the same array, not a copy, so the two can never drift apart
+            self.weights[self.TIED] = self.weights["embeddings.weight"]
+        super().setup()
+
+    def state_dict(self):
+        state = super().state_dict()
+        if self.tied(self.config):
+            del state[self.TIED]
+        return state
+
+    def __call__(self, input_ids=None, attention_mask=None, langs=None, token_type_ids=None, position_ids=None,
+                 lengths=None, cache=None, inputs_embeds=None, labels=None, output_attentions=None,
+                 output_hidden_states=None, return_dict=None):
+        return self.run(locals())  # subtle: locals() on the first line is exactly the arguments
+
+    def head(self, last, labels):  # [batch, seq, dim] -> logits [batch, seq, vocab]
+        p = self.params["pred_layer"]["proj"]
+        if self.config.asm:
+            logits = log_probs = adaptive_log_softmax(last, p, self.config.asm_cutoffs)
+        else:
+            logits = linear(last, p)
+            log_probs = log_softmax(logits) if labels is not None else None
+        if labels is None:
+            return dict(logits=logits)
+        # subtle: no shift: labels[i] is the target of position i (transformers' docstring says otherwise)
+        labels = class_labels(labels, "labels", last.shape[:2], self.config.vocab_size)
+        return dict(loss=nll_loss(log_probs, labels), logits=logits)
+
+
+class FlaubertForSequenceClassification(HeadModel):
+    """One label (or score) per sequence, from ``sequence_summary``."""
+
+    output_class = SequenceClassifierOutput
+
+    @classmethod
+    def head_shapes(cls, config):
+        return summary_shapes(config)
+
+    def __call__(self, input_ids=None, attention_mask=None, langs=None, token_type_ids=None, position_ids=None,
+                 lengths=None, cache=None, inputs_embeds=None, labels=None, output_attentions=None,
+                 output_hidden_states=None, return_dict=None):
+        return self.run(locals())  # subtle: locals() on the first line is exactly the arguments
+
+    def head(self, last, labels):  # [batch, seq, dim] -> logits [batch, num_labels]
+        logits = sequence_summary(last, self.params.get("sequence_summary", {}), self.config)
+        if labels is None:
+            return dict(logits=logits)
+        return dict(loss=self.loss(logits, as_array(labels, "labels")), logits=logits)
+
+    def problem_type(self, labels) -> str:
+        """config.problem_type, or transformers' guess: one label -> regression; integer labels -> single-label
+        classification; float labels -> multi-label. (transformers also writes the guess into the config; we
+        don't, so a later call with other labels is guessed afresh.)"""
+        if self.config.problem_type is not None:
+            return self.config.problem_type
+        if self.config.num_labels == 1:
+            return "regression"
+        return "single_label_classification" if labels.dtype.kind in "iu" else "multi_label_classification"
+
+    def loss(self, logits, labels):  # [batch, num_labels], labels -> scalar
+        batch, n = logits.shape
+        kind = self.problem_type(labels)
+        if kind == "single_label_classification":
+            return cross_entropy(logits, class_labels(labels, "labels", (batch,), n))
+        if kind == "multi_label_classification":
+            return binary_cross_entropy_with_logits(logits, float_labels(labels, "labels", (batch, n)))
+        if n == 1:  # subtle: transformers squeezes both sides, so [batch] and [batch, 1] labels both work
+            column = labels.ndim == 2 and labels.shape[1] == 1
+            return mse(logits[:, 0], float_labels(labels[:, 0] if column else labels, "labels", (batch,)))
+        return mse(logits, float_labels(labels, "labels", (batch, n)))
+
+
+class FlaubertForTokenClassification(HeadModel):
+    """One label per token (named entities, parts of speech): a linear layer on every hidden state."""
+
+    output_class = TokenClassifierOutput
+
+    @classmethod
+    def head_shapes(cls, config):
+        return {"classifier.weight": (config.num_labels, config.emb_dim), "classifier.bias": (config.num_labels,)}
+
+    def __call__(self, input_ids=None, attention_mask=None, langs=None, token_type_ids=None, position_ids=None,
+                 lengths=None, cache=None, inputs_embeds=None, labels=None, output_attentions=None,
+                 output_hidden_states=None, return_dict=None):
+        return self.run(locals())  # subtle: locals() on the first line is exactly the arguments
+
+    def head(self, last, labels):  # [batch, seq, dim] -> logits [batch, seq, num_labels]
+        logits = linear(last, self.params["classifier"])
+        if labels is None:
+            return dict(logits=logits)
+        labels = class_labels(labels, "labels", last.shape[:2], self.config.num_labels)
+        return dict(loss=cross_entropy(logits, labels), logits=logits)
+
+
+def span_positions(positions, name, batch, seq_len):  # -> [batch] in [0, seq_len]
+    """Answer start or end positions for the simple QA loss, clamped to [0, seq_len] as transformers does.
+
+    subtle: a position past the end becomes seq_len, which the loss then ignores; a negative one (even -100)
+    becomes 0, the first token, and counts.
+    """
+    any_integer = np.iinfo(np.int64).min
+    positions = as_indices(np.reshape(as_array(positions, name), -1), name, 1, low=any_integer)
+    if positions.shape != (batch,):
+        raise ValueError(f"{name} must have shape ({batch},), got {positions.shape}")
+    return np.clip(positions, 0, seq_len)
+
+
+def check_both(start_positions, end_positions) -> bool:
+    """Whether a loss is asked for: both positions or neither (transformers silently ignores a lone one)."""
+    if (start_positions is None) != (end_positions is None):
+        raise ValueError("pass both start_positions and end_positions (for the loss), or neither")
+    return start_positions is not None
+
+
+class FlaubertForQuestionAnsweringSimple(HeadModel):
+    """Extractive QA: a start and an end logit per token from one linear layer (num_labels must be 2)."""
+
+    output_class = QuestionAnsweringModelOutput
+
+    @classmethod
+    def head_shapes(cls, config):
+        if config.num_labels != 2:
+            raise ValueError(f"FlaubertForQuestionAnsweringSimple needs num_labels=2 (start and end logits), "
+                             f"got {config.num_labels}")
+        return {"qa_outputs.weight": (2, config.emb_dim), "qa_outputs.bias": (2,)}
+
+    def __call__(self, input_ids=None, attention_mask=None, langs=None, token_type_ids=None, position_ids=None,
+                 lengths=None, cache=None, inputs_embeds=None, start_positions=None, end_positions=None,
+                 output_attentions=None, output_hidden_states=None, return_dict=None):
+        return self.run(locals())  # subtle: locals() on the first line is exactly the arguments
+
+    def head(self, last, start_positions, end_positions):  # [batch, seq, dim] -> 2 x [batch, seq]
+        logits = linear(last, self.params["qa_outputs"])  # [batch, seq, 2]
+        starts, ends = logits[..., 0], logits[..., 1]
+        if not check_both(start_positions, end_positions):
+            return dict(start_logits=starts, end_logits=ends)
+        batch, seq_len = starts.shape
+        start = span_positions(start_positions, "start_positions", batch, seq_len)
+        end = span_positions(end_positions, "end_positions", batch, seq_len)
+        loss = (cross_entropy(starts, start, ignore_index=seq_len) + cross_entropy(ends, end, ignore_index=seq_len))
+        return dict(loss=np.float32(loss / 2), start_logits=starts, end_logits=ends)
+
+
+class FlaubertForQuestionAnswering(HeadModel):
+    """The SQuAD (2.0) beam-search head of XLNet: the loss when positions are given, else the top spans."""
+
+    output_class = FlaubertForQuestionAnsweringOutput
+
+    @classmethod
+    def head_shapes(cls, config):
+        return squad_shapes(config)
+
+    def __call__(self, input_ids=None, attention_mask=None, langs=None, token_type_ids=None, position_ids=None,
+                 lengths=None, cache=None, inputs_embeds=None, start_positions=None, end_positions=None,
+                 is_impossible=None, cls_index=None, p_mask=None, output_attentions=None,
+                 output_hidden_states=None, return_dict=None):
+        return self.run(locals())  # subtle: locals() on the first line is exactly the arguments
+
+    def head(self, last, start_positions, end_positions, is_impossible, cls_index, p_mask):
+        batch, seq_len, _ = last.shape
+        p, config = self.params["qa_outputs"], self.config
+        if p_mask is not None:
+            p_mask = float_labels(p_mask, "p_mask", (batch, seq_len))
+        if cls_index is not None:
+            cls_index = class_labels(cls_index, "cls_index", (batch,), seq_len, allow_ignore=False)
+        if check_both(start_positions, end_positions):
+            start = class_labels(start_positions, "start_positions", (batch,), seq_len, allow_ignore=False)
+            end = class_labels(end_positions, "end_positions", (batch,), seq_len)
+            if is_impossible is not None:
+                is_impossible = float_labels(is_impossible, "is_impossible", (batch,))
+            return dict(loss=squad_loss(last, p, config, start, end, cls_index, is_impossible, p_mask))
+        for name in ("start_n_top", "end_n_top"):
+            if getattr(config, name) > seq_len:
+                raise ValueError(f"config.{name}={getattr(config, name)} exceeds the sequence length {seq_len}")
+        return squad_beam_search(last, p, config, p_mask, cls_index)
+
+
+def flatten_choices(arguments: dict) -> dict:
+    """[batch, choices, seq] inputs -> [batch * choices, seq], so each (question, choice) pair is one sequence."""
+    if arguments["lengths"] is not None:
+        # transformers warns and drops lengths here (they would count per row, not per choice): refuse instead.
+        raise ValueError("lengths cannot be used with FlaubertForMultipleChoice: pass an attention_mask instead")
+    flat = dict(arguments)
+    for name in ("input_ids", "attention_mask", "langs", "token_type_ids", "position_ids", "inputs_embeds"):
+        if arguments[name] is None:
+            continue
+        value, rank = as_array(arguments[name], name), 4 if name == "inputs_embeds" else 3
+        if value.ndim != rank:
+            raise ValueError(f"{name} must have {rank} dimensions [batch, choices, seq{', dim' * (rank == 4)}] "
+                             f"for multiple choice, got shape {value.shape}")
+        flat[name] = value.reshape(-1, *value.shape[2:])
+        flat["num_choices"] = value.shape[1]  # inputs that disagree fail the encoder's shape checks
+    return flat
+
+
+class FlaubertForMultipleChoice(HeadModel):
+    """Pick one of several candidate continuations: each (context, choice) pair is summarised and scored."""
+
+    output_class = MultipleChoiceModelOutput
+
+    @classmethod
+    def head_shapes(cls, config):
+        if summary_width(config) != config.num_labels:
+            raise ValueError(f"FlaubertForMultipleChoice scores the summary with a layer of width num_labels="
+                             f"{config.num_labels}, but the summary is {summary_width(config)} wide: set "
+                             f"summary_use_proj and summary_proj_to_labels")
+        return {**summary_shapes(config), "logits_proj.weight": (1, config.num_labels), "logits_proj.bias": (1,)}
+
+    def __call__(self, input_ids=None, attention_mask=None, langs=None, token_type_ids=None, position_ids=None,
+                 lengths=None, cache=None, inputs_embeds=None, labels=None, output_attentions=None,
+                 output_hidden_states=None, return_dict=None):
+        return self.run(flatten_choices(locals()))  # subtle: locals() on the first line is exactly the arguments
+
+    def head(self, last, labels, num_choices):  # [batch * choices, seq, dim] -> logits [batch, choices]
+        summary = sequence_summary(last, self.params.get("sequence_summary", {}), self.config)  # [b * c, num_labels]
+        logits = linear(summary, self.params["logits_proj"]).reshape(-1, num_choices)
+        if labels is None:
+            return dict(logits=logits)
+        labels = class_labels(labels, "labels", logits.shape[:1], num_choices)
+        return dict(loss=cross_entropy(logits, labels), logits=logits)
