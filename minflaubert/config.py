@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,9 +82,9 @@ class FlaubertConfig:
     tie_word_embeddings: bool = True
 
     def __post_init__(self):
-        self.id2label = {int(k): str(v) for k, v in self.id2label.items()} if self.id2label is not None else None
+        self.id2label = _int_keyed("id2label", self.id2label) if self.id2label is not None else None
         if self.id2lang is not None:
-            self.id2lang = {int(k): str(v) for k, v in self.id2lang.items()}
+            self.id2lang = _int_keyed("id2lang", self.id2lang)
         self.validate()
 
     # -- derived names, as transformers has them --
@@ -140,21 +141,35 @@ class FlaubertConfig:
                 raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not self.is_encoder:
             raise ValueError("is_encoder=False: FlauBERT exists only as an encoder")
-        if not isinstance(self.layer_norm_eps, (int, float)) or not self.layer_norm_eps > 0:
-            raise ValueError(f"layer_norm_eps must be a positive number, got {self.layer_norm_eps!r}")
+        _check_number("layer_norm_eps", self.layer_norm_eps, positive=True)
+        for name in ("dropout", "attention_dropout", "layerdrop", "summary_first_dropout"):
+            _check_number(name, getattr(self, name), at_most=1.0)
+        for name in ("embed_init_std", "init_std"):
+            _check_number(name, getattr(self, name))
+        for name in ("mask_token_id", "lang_id"):
+            _check_int(name, getattr(self, name), minimum=0)
+        if self.mask_token_id >= self.vocab_size:
+            raise ValueError(f"mask_token_id={self.mask_token_id} must be < vocab_size={self.vocab_size}")
+        if self.lang_id >= self.n_langs:
+            raise ValueError(f"lang_id={self.lang_id} must be < n_langs={self.n_langs}")
+        if self.lang2id is not None and not isinstance(self.lang2id, dict):
+            raise TypeError(f"lang2id must be a dict {{language: id}} or null, got {self.lang2id!r}")
         if self.summary_type not in SUMMARY_TYPES:
             raise ValueError(f"summary_type must be one of {SUMMARY_TYPES}, got {self.summary_type!r}")
         if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
             raise ValueError(f"problem_type must be None or one of {PROBLEM_TYPES}, got {self.problem_type!r}")
         if not self.id2label:
             raise ValueError("id2label must name at least one label (num_labels >= 1)")
+        if sorted(self.id2label) != list(range(len(self.id2label))):
+            raise ValueError(f"id2label keys must be the label ids 0..{len(self.id2label) - 1}, "
+                             f"got {sorted(self.id2label)}")
         if self.asm:
-            cutoffs = list(self.asm_cutoffs)
-            if (not cutoffs or cutoffs != sorted(set(cutoffs)) or cutoffs[0] <= 0
-                    or cutoffs[-1] > self.vocab_size - 1 or not all(isinstance(c, int) for c in cutoffs)):
-                raise ValueError(f"asm_cutoffs={cutoffs} must be increasing integers in [1, vocab_size - 1]")
-            if not isinstance(self.asm_div_value, (int, float)) or self.asm_div_value <= 0:
-                raise ValueError(f"asm_div_value must be a positive number, got {self.asm_div_value!r}")
+            cutoffs = self.asm_cutoffs
+            if (not isinstance(cutoffs, (list, tuple)) or not cutoffs
+                    or not all(isinstance(c, int) and not isinstance(c, bool) for c in cutoffs)
+                    or list(cutoffs) != sorted(set(cutoffs)) or cutoffs[0] <= 0 or cutoffs[-1] > self.vocab_size - 1):
+                raise ValueError(f"asm_cutoffs={cutoffs!r} must be increasing integers in [1, vocab_size - 1]")
+            _check_number("asm_div_value", self.asm_div_value, positive=True)
 
     # -- (de)serialisation --
     @classmethod
@@ -176,6 +191,8 @@ class FlaubertConfig:
         if "id2label" not in kwargs and isinstance(config.get("num_labels"), int):
             kwargs["id2label"] = {i: f"LABEL_{i}" for i in range(config["num_labels"])}
         if isinstance(kwargs.get("eos_index"), list):  # transformers allows a list of eos ids
+            if not kwargs["eos_index"]:
+                raise ValueError("eos_token_id is an empty list: it must name at least one id")
             kwargs["eos_index"] = kwargs["eos_index"][0]
         return cls(**kwargs)
 
@@ -213,3 +230,22 @@ def _check_int(name: str, value, minimum: int) -> None:
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+def _check_number(name: str, value, positive: bool = False, at_most: float | None = None) -> None:
+    """A finite real number >= 0 (> 0 if ``positive``, <= ``at_most`` if given), or a ValueError/TypeError naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value) or value < 0 or (positive and value == 0) or (at_most is not None and value > at_most):
+        bounds = f"{'> 0' if positive else '>= 0'}{f' and <= {at_most}' if at_most is not None else ''}"
+        raise ValueError(f"{name} must be a finite number {bounds}, got {value!r}")
+
+
+def _int_keyed(name: str, mapping) -> dict[int, str]:
+    """{"0": "LABEL_0"} (as JSON stores it) -> {0: "LABEL_0"}, or a ValueError/TypeError naming the field."""
+    if not isinstance(mapping, dict):
+        raise TypeError(f"{name} must be a dict {{id: name}}, got {mapping!r}")
+    try:
+        return {int(k): str(v) for k, v in mapping.items()}
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} keys must be integer ids, got {list(mapping)!r}") from None

@@ -14,6 +14,7 @@ nested dictionaries the layer functions take, after ``check_state_dict`` has com
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from pathlib import Path
@@ -45,7 +46,7 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
             raise ValueError(f"{path} is truncated or not a safetensors file (header of {header_len} bytes)")
         try:
             header = json.loads(file.read(header_len))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:  # (deeply nested [[[...)
             raise ValueError(f"{path} has a corrupt safetensors header: {error}") from None
     if not isinstance(header, dict):
         raise ValueError(f"{path} has a corrupt safetensors header: not a JSON object")
@@ -56,16 +57,23 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def _tensor_view(path, name, entry, buffer, data_start) -> np.ndarray:
-    try:
-        dtype, shape, (begin, end) = _DTYPES[entry["dtype"]], list(entry["shape"]), entry["data_offsets"]
-        n_bytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-        valid = all(isinstance(n, int) and n >= 0 for n in [*shape, begin, end]) and end - begin == n_bytes
-    except (KeyError, TypeError, ValueError):
-        raise ValueError(f"{path}: tensor {name!r} has a malformed header entry {entry!r}") from None
-    if not valid or data_start + end > buffer.size:
+    # Every field is checked before NumPy sees it: a corrupt header must give a ValueError, never an overflow,
+    # a wrapped-around byte count or a view of the wrong bytes.
+    def is_count(n):
+        return isinstance(n, int) and not isinstance(n, bool) and n >= 0
+
+    dtype_name, shape, offsets = (entry.get(key) for key in ("dtype", "shape", "data_offsets")) \
+        if isinstance(entry, dict) else (None, None, None)
+    if (not isinstance(dtype_name, str) or dtype_name not in _DTYPES or not isinstance(shape, list)
+            or len(shape) > 32 or not all(map(is_count, shape))
+            or not isinstance(offsets, list) or len(offsets) != 2 or not all(map(is_count, offsets))):
+        raise ValueError(f"{path}: tensor {name!r} has a malformed header entry {entry!r}"[:500])
+    dtype, (begin, end) = _DTYPES[dtype_name], offsets
+    n_bytes = math.prod(shape) * np.dtype(dtype).itemsize  # Python ints: no overflow
+    if end - begin != n_bytes or data_start + end > buffer.size:
         raise ValueError(f"{path}: tensor {name!r} (shape {shape}, bytes {begin}..{end}) does not fit the file")
     array = buffer[data_start + begin:data_start + end].view(dtype).reshape(shape)
-    if entry["dtype"] == "BF16":  # bfloat16 is the top half of a float32
+    if dtype_name == "BF16":  # bfloat16 is the top half of a float32
         array = (array.astype(np.uint32) << 16).view(np.float32)
     return array
 
