@@ -79,3 +79,208 @@ def gelu(x):
     out = np.empty_like(x)
     _gelu_kernel(x, out)
     return out
+
+
+# ============================================================================ kernels of the fast encoder (fast.py)
+# The fast encoder works on *packed* rows: the real tokens of every sequence one after another, [tokens, dim], so
+# padding is never computed. Every kernel below is row-parallel and float32 in, float32 out; each has a plain-NumPy
+# twin in ``layers.py`` and tests/test_kernels.py holds them to it.
+_FAST = {"contract", "reassoc", "nsz", "arcp"}  # enough licence to vectorise the row loops; no finite-math tricks
+
+# erf(x) for float32 as a rational polynomial (Eigen's and XLA's ``generic_fast_erf_float``): within a few float32
+# ulps of the true erf, and, unlike a call into libm, it vectorises. Clamped at |x| = 4, where erf is 1 in float32.
+_ERF_ALPHA = np.array([-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
+                       -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02], dtype=np.float32)
+_ERF_BETA = np.array([-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
+                      -1.42647390514189e-02], dtype=np.float32)
+_A1, _A3, _A5, _A7, _A9, _A11, _A13 = (np.float32(a) for a in _ERF_ALPHA)
+_B8, _B6, _B4, _B2, _B0 = (np.float32(b) for b in _ERF_BETA)
+
+
+@numba.njit(inline="always", fastmath=_FAST)
+def _erf_f32(x):
+    x = min(max(x, np.float32(-4.0)), np.float32(4.0))
+    x2 = x * x
+    p = x2 * _A1 + _A3
+    p = x2 * p + _A5
+    p = x2 * p + _A7
+    p = x2 * p + _A9
+    p = x2 * p + _A11
+    p = x2 * p + _A13
+    q = x2 * _B8 + _B6
+    q = x2 * q + _B4
+    q = x2 * q + _B2
+    q = x2 * q + _B0
+    return x * p / q
+
+
+@numba.njit(parallel=True, cache=True, fastmath=_FAST)
+def _bias_gelu_kernel(y, bias):  # y [rows, hidden] <- gelu(y + bias), in place
+    rows, width = y.shape
+    for r in numba.prange(rows):
+        for c in range(width):
+            value = y[r, c] + bias[c]
+            y[r, c] = np.float32(0.5) * value * (np.float32(1.0) + _erf_f32(value * _SQRT_HALF))
+
+
+def bias_gelu(y, bias):
+    """In place: y <- gelu(y + bias) (twin: ``layers.gelu(y + bias)``). y float32 C-contiguous [rows, hidden]."""
+    _bias_gelu_kernel(y, bias)
+    return y
+
+
+@numba.njit(parallel=True, cache=True, fastmath=_FAST)
+def _add_bias_kernel(y, bias):  # y [rows, width] += bias
+    rows, width = y.shape
+    for r in numba.prange(rows):
+        for c in range(width):
+            y[r, c] += bias[c]
+
+
+def add_bias(y, bias):
+    """In place: y <- y + bias (the bias half of ``layers.linear``)."""
+    _add_bias_kernel(y, bias)
+    return y
+
+
+@numba.njit(inline="always", fastmath=_FAST)
+def _normalise_row(row, gamma, beta, eps, out):
+    # mean and (biased) variance accumulated in float64, the normalisation itself in float32 as the reference
+    dim = row.size
+    total = 0.0
+    for c in range(dim):
+        total += row[c]
+    mean = np.float32(total / dim)
+    squares = 0.0
+    for c in range(dim):
+        centred = row[c] - mean
+        squares += centred * centred
+    std = np.float32(math.sqrt(np.float32(squares / dim) + eps))
+    for c in range(dim):
+        out[c] = (row[c] - mean) / std * gamma[c] + beta[c]
+
+
+@numba.njit(parallel=True, cache=True, fastmath=_FAST)
+def _layer_norm_kernel(x, gamma, beta, eps, out):
+    for r in numba.prange(x.shape[0]):
+        _normalise_row(x[r], gamma, beta, eps, out[r])
+
+
+def layer_norm(x, gamma, beta, eps, out=None):
+    """LayerNorm of each row of x [rows, dim] into ``out`` (may be x). Twin: ``layers.layer_norm``."""
+    out = np.empty_like(x) if out is None else out
+    _layer_norm_kernel(x, gamma, beta, np.float32(eps), out)
+    return out
+
+
+@numba.njit(parallel=True, cache=True, fastmath=_FAST)
+def _residual_layer_norm_kernel(x, y, bias, gamma, beta, eps, out):
+    rows, dim = x.shape
+    for r in numba.prange(rows):
+        row = out[r]
+        for c in range(dim):
+            row[c] = x[r, c] + (y[r, c] + bias[c])
+        _normalise_row(row, gamma, beta, eps, row)
+
+
+def residual_layer_norm(x, y, bias, gamma, beta, eps, out=None):
+    """out <- LayerNorm(x + (y + bias)): the post-norm residual step, one pass (``out`` may be x).
+
+    Twin: ``layers.residual_layer_norm``.
+    """
+    out = np.empty_like(x) if out is None else out
+    _residual_layer_norm_kernel(x, y, bias, gamma, beta, np.float32(eps), out)
+    return out
+
+
+@numba.njit(parallel=True, cache=True, fastmath=_FAST)
+def _add_residual_kernel(x, y, bias):  # x += y + bias
+    rows, dim = x.shape
+    for r in numba.prange(rows):
+        for c in range(dim):
+            x[r, c] += y[r, c] + bias[c]
+
+
+def add_residual(x, y, bias):
+    """In place: x <- x + (y + bias), the pre-norm residual step."""
+    _add_residual_kernel(x, y, bias)
+    return x
+
+
+@numba.njit(parallel=True, cache=True, fastmath=_FAST)
+def _packed_attention_kernel(qkv, starts, lengths, n_heads, causal, context):
+    # qkv [tokens, 3 dim]: each token's query, key and value side by side; sequence s owns rows
+    # starts[s] .. starts[s] + lengths[s]. One task per (sequence, head); scores live in one row buffer.
+    dim = context.shape[1]
+    head_dim = dim // n_heads
+    scale = np.float32(1.0 / math.sqrt(head_dim))
+    longest = 0
+    for s in range(lengths.size):
+        longest = max(longest, lengths[s])
+    for task in numba.prange(lengths.size * n_heads):
+        s, h = task // n_heads, task % n_heads
+        start, length = starts[s], lengths[s]
+        q0, k0, v0 = h * head_dim, dim + h * head_dim, 2 * dim + h * head_dim
+        row = np.empty(max(longest, 1), dtype=np.float32)
+        for i in range(length):
+            n_keys = i + 1 if causal else length
+            query = qkv[start + i]
+            largest = MASKED_SCORE
+            for j in range(n_keys):
+                key = qkv[start + j]
+                score = np.float32(0.0)
+                for d in range(head_dim):
+                    score += (query[q0 + d] * scale) * key[k0 + d]
+                row[j] = score
+                largest = max(largest, score)
+            total = np.float32(0.0)
+            for j in range(n_keys):
+                row[j] = math.exp(row[j] - largest)
+                total += row[j]
+            out = context[start + i]
+            for d in range(head_dim):
+                out[q0 + d] = 0.0
+            for j in range(n_keys):
+                w = row[j] / total
+                value = qkv[start + j]
+                for d in range(head_dim):
+                    out[q0 + d] += w * value[v0 + d]
+
+
+def packed_attention(qkv, starts, lengths, n_heads, causal, context):
+    """Self-attention of packed sequences, every head: context [tokens, dim] <- softmax(q k^T / sqrt(d)) v.
+
+    Each sequence attends only to its own tokens (all of them, or those up to the query when ``causal``): the same
+    numbers as ``layers.scaled_dot_product_attention`` on the padded batch, at the real positions.
+    """
+    _packed_attention_kernel(qkv, starts, lengths, n_heads, causal, context)
+    return context
+
+
+@numba.njit(parallel=True, cache=True, fastmath=_FAST)
+def _scaled_softmax_kernel(scores, scale, causal):
+    # scores [heads, q, k] <- softmax(scale * scores) over k, in place; causal rows end at the diagonal (the rest 0)
+    n_heads, q_len, k_len = scores.shape
+    for task in numba.prange(n_heads * q_len):
+        h, i = task // q_len, task % q_len
+        row = scores[h, i]
+        n_keys = i + 1 if causal else k_len
+        largest = MASKED_SCORE
+        for j in range(n_keys):
+            row[j] *= scale
+            largest = max(largest, row[j])
+        total = np.float32(0.0)
+        for j in range(n_keys):
+            row[j] = math.exp(row[j] - largest)
+            total += row[j]
+        for j in range(n_keys):
+            row[j] /= total
+        for j in range(n_keys, k_len):
+            row[j] = 0.0
+
+
+def scaled_softmax(scores, scale, causal):
+    """In place over the last axis of scores [heads, q, k]: softmax(scale * scores), keys after the query masked
+    when ``causal``. Twin: ``layers.softmax`` of the masked, scaled scores."""
+    _scaled_softmax_kernel(scores, np.float32(scale), causal)
+    return scores

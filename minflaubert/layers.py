@@ -28,6 +28,11 @@ def layer_norm(x, p, eps):  # [..., dim] -> [..., dim]
     return (x - mean) / np.sqrt(variance + eps) * p["weight"] + p["bias"]
 
 
+def residual_layer_norm(x, y, p, eps):  # [..., dim], [..., dim] -> [..., dim]
+    """The post-norm residual step in one: LayerNorm(x + y). (The fast path fuses it, with y's bias, in one pass.)"""
+    return layer_norm(x + y, p, eps)
+
+
 _erf = np.frompyfunc(math.erf, 1, 1)
 
 

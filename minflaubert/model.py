@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import kernels, layers
+from . import fast, kernels, layers
 from .config import FlaubertConfig
 from .inputs import encoder_inputs
 from .outputs import BaseModelOutput
@@ -49,15 +49,21 @@ def layer_params(params: dict, i: int) -> dict:
 
 def encode(params, config, input_ids=None, attention_mask=None, langs=None, token_type_ids=None, position_ids=None,
            lengths=None, cache=None, inputs_embeds=None, output_attentions=False, output_hidden_states=False,
-           use_kernels=True):
+           use_kernels=True, prepared=None):
     """The forward pass over already-checked inputs (see ``inputs.encoder_inputs``).
 
     -> (last hidden state [batch, seq, dim], hidden states (embeddings + one per layer) or None,
         attention weights (one [batch, heads, seq, k_len] per layer) or None)
     ``use_kernels=False`` runs the plain-NumPy attention and GELU of ``layers.py``: the reference.
+    With ``use_kernels``, no cache and no attention maps asked for, the fast encoder of ``fast.py`` runs instead
+    (``prepared``: its fused weights and buffers, ``fast.prepare(params, config)``, built here if not given).
     """
     batch, seq_len = input_ids.shape if input_ids is not None else inputs_embeds.shape[:2]
     mask = layers.padding_mask(batch, seq_len, attention_mask, lengths, input_ids, config.pad_index)
+    if use_kernels and cache is None and not output_attentions and fast.packable(config, mask):
+        last, hidden_states = fast.encode(prepared or fast.prepare(params, config), config, mask, input_ids,
+                                          inputs_embeds, position_ids, langs, token_type_ids, output_hidden_states)
+        return last, hidden_states, None
     attention_mask_3d = layers.attention_mask_matrix(mask, config.causal)
     if position_ids is None:
         position_ids = np.broadcast_to(np.arange(seq_len), (batch, seq_len))
@@ -122,6 +128,7 @@ class FlaubertPreTrainedModel:
     def setup(self) -> None:
         """Build the parameter trees the forward pass reads (called once the weights are in place)."""
         self.params = unflatten(self.weights)
+        self._fast = None  # the fast encoder's fused weights and buffers, built on the first call that uses them
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, **config_overrides):
@@ -165,8 +172,11 @@ class FlaubertPreTrainedModel:
         output_attentions = inputs.pop("output_attentions", None)
         output_hidden_states = inputs.pop("output_hidden_states", None)
         checked = encoder_inputs(self.config, **inputs)
+        if self.use_kernels and getattr(self, "_fast", None) is None:
+            self._fast = fast.prepare(self.params, self.config)
         return encode(self.params, self.config, **checked, output_attentions=bool(output_attentions),
-                      output_hidden_states=bool(output_hidden_states), use_kernels=self.use_kernels)
+                      output_hidden_states=bool(output_hidden_states), use_kernels=self.use_kernels,
+                      prepared=self._fast if self.use_kernels else None)
 
     def __repr__(self):
         c = self.config

@@ -1,0 +1,182 @@
+"""The fast encoder: the same forward pass as ``model.encode``, arranged for speed instead of for reading.
+
+What changes (and why), against the readable path in ``model.py`` + ``layers.py``:
+
+* **Only real tokens are computed.** The tokens of every sequence are *packed* one after another into a
+  [tokens, dim] matrix, so padding never goes through a linear layer, the FFN or attention; each sequence attends
+  to its own tokens only. Padded positions are written back as zeros at the end, as the reference keeps them.
+* **Few, large GEMMs.** Queries, keys and values come out of one GEMM against a fused [3 dim, dim] weight built
+  once (``prepare``); all matrix products go to NumPy's BLAS (``np.matmul(..., out=)``), which is far faster than
+  any loop we could write.
+* **Fused elementwise passes** (Numba, ``kernels.py``): bias + GELU in place, bias + residual + LayerNorm in one
+  pass, attention's scale + mask + softmax in one pass.
+* **Preallocated buffers**, reused from call to call; float32 everywhere.
+
+It applies when no key/value ``cache`` is used, attention maps are not asked for, and the padding mask can be
+packed (any mask for a bidirectional model; right padding for a causal one, whose reference attends to padding
+keys otherwise). ``model.encode`` falls back to the readable path in every other case.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import kernels
+
+# Attention of sequences at least this long goes through BLAS (scores, then a fused softmax kernel, then the
+# weighted sum); shorter ones through the single Numba kernel, where BLAS calls would cost more than they save.
+BLAS_ATTENTION_MIN_LENGTH = 48
+
+
+class Prepared:
+    """Per-model state of the fast path: fused weights (built once) and reusable work buffers."""
+
+    def __init__(self, params: dict, config):
+        self.config = config
+        self.layers = []
+        for i in range(config.n_layers):
+            attention = params["attentions"][i]
+            q, k, v = attention["q_lin"], attention["k_lin"], attention["v_lin"]
+            self.layers.append(dict(
+                qkv_weight=np.concatenate([q["weight"], k["weight"], v["weight"]]),  # [3 dim, dim], one copy
+                qkv_bias=np.concatenate([q["bias"], k["bias"], v["bias"]]),
+                out_weight=attention["out_lin"]["weight"], out_bias=attention["out_lin"]["bias"],
+                lin1_weight=params["ffns"][i]["lin1"]["weight"], lin1_bias=params["ffns"][i]["lin1"]["bias"],
+                lin2_weight=params["ffns"][i]["lin2"]["weight"], lin2_bias=params["ffns"][i]["lin2"]["bias"],
+                norm1=(params["layer_norm1"][i]["weight"], params["layer_norm1"][i]["bias"]),
+                norm2=(params["layer_norm2"][i]["weight"], params["layer_norm2"][i]["bias"]),
+            ))
+        self.params = params
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def buffer(self, name: str, *shape: int) -> np.ndarray:
+        """A float32 work array of this shape, reused across calls (its storage grows when a call needs more)."""
+        size = math.prod(shape)
+        storage = self._buffers.get(name)
+        if storage is None or storage.size < size:
+            storage = self._buffers[name] = np.empty(max(size, 1024), dtype=np.float32)
+        return storage[:size].reshape(shape)
+
+
+def prepare(params: dict, config) -> Prepared:
+    return Prepared(params, config)
+
+
+def packable(config, mask: np.ndarray) -> bool:
+    """Can this padding mask [batch, seq] be packed without changing a single real output?"""
+    if not config.causal:
+        return True  # every query sees exactly the real keys of its row, wherever they are
+    lengths = mask.sum(axis=1)
+    return bool((mask == (np.arange(mask.shape[1])[None, :] < lengths[:, None])).all())
+
+
+def encode(prepared: Prepared, config, mask, input_ids=None, inputs_embeds=None, position_ids=None, langs=None,
+           token_type_ids=None, output_hidden_states=False):
+    """-> (last hidden state [batch, seq, dim], hidden states or None), equal to ``model.encode``'s at the real
+    positions and zero at the padded ones. ``mask`` [batch, seq] bool: the real tokens (``layers.padding_mask``).
+    """
+    batch, seq_len = mask.shape
+    dim, eps, n_heads = config.emb_dim, np.float32(config.layer_norm_eps), config.n_heads
+    params = prepared.params
+    lengths = mask.sum(axis=1)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    n_tokens = int(lengths.sum())
+    full = n_tokens == batch * seq_len
+    rows, cols = (None, None) if full else np.nonzero(mask)  # row-major: sequence by sequence, in order
+
+    def packed(array):  # [batch, seq, ...] -> [tokens, ...]
+        return array.reshape(batch * seq_len, *array.shape[2:]) if full else array[rows, cols]
+
+    # embeddings: word (or given) + position (+ language) (+ token type: the word table), then LayerNorm
+    x = prepared.buffer("x", n_tokens, dim)
+    if inputs_embeds is None:
+        np.take(params["embeddings"]["weight"], packed(input_ids), axis=0, out=x)
+    else:
+        x[:] = packed(inputs_embeds)
+    if position_ids is None:
+        positions = np.tile(np.arange(seq_len), batch) if full else cols
+    else:
+        positions = packed(position_ids)
+    x += params["position_embeddings"]["weight"][positions]
+    if langs is not None and "lang_embeddings" in params:
+        x += params["lang_embeddings"]["weight"][packed(langs)]
+    if token_type_ids is not None:
+        x += params["embeddings"]["weight"][packed(token_type_ids)]
+    kernels.layer_norm(x, *_norm(params["layer_norm_emb"]), eps, out=x)
+
+    hidden_states = []
+    qkv = prepared.buffer("qkv", n_tokens, 3 * dim)
+    context = prepared.buffer("context", n_tokens, dim)
+    projected = prepared.buffer("projected", n_tokens, dim)
+    hidden = prepared.buffer("hidden", n_tokens, config.hidden_dim)
+    normed = prepared.buffer("normed", n_tokens, dim) if config.pre_norm else x
+    gelu = config.gelu_activation
+    for layer in prepared.layers:
+        if output_hidden_states:
+            hidden_states.append(_unpack(x, batch, seq_len, full, rows, cols))
+        # attention
+        if config.pre_norm:
+            kernels.layer_norm(x, *layer["norm1"], eps, out=normed)
+        np.matmul(normed, layer["qkv_weight"].T, out=qkv)
+        kernels.add_bias(qkv, layer["qkv_bias"])
+        _attention(qkv, starts, lengths, n_heads, config.causal, context, prepared)
+        np.matmul(context, layer["out_weight"].T, out=projected)
+        if config.pre_norm:
+            kernels.add_residual(x, projected, layer["out_bias"])
+            kernels.layer_norm(x, *layer["norm2"], eps, out=normed)
+        else:
+            kernels.residual_layer_norm(x, projected, layer["out_bias"], *layer["norm1"], eps, out=x)
+        # feed-forward
+        np.matmul(normed, layer["lin1_weight"].T, out=hidden)
+        if gelu:
+            kernels.bias_gelu(hidden, layer["lin1_bias"])
+        else:
+            hidden += layer["lin1_bias"]
+            np.maximum(hidden, 0, out=hidden)
+        np.matmul(hidden, layer["lin2_weight"].T, out=projected)
+        if config.pre_norm:
+            kernels.add_residual(x, projected, layer["lin2_bias"])
+        else:
+            kernels.residual_layer_norm(x, projected, layer["lin2_bias"], *layer["norm2"], eps, out=x)
+    last = _unpack(x, batch, seq_len, full, rows, cols)
+    if output_hidden_states:
+        hidden_states.append(last)
+    return last, (tuple(hidden_states) if output_hidden_states else None)
+
+
+def _norm(p):
+    return p["weight"], p["bias"]
+
+
+def _unpack(x, batch, seq_len, full, rows, cols):
+    """Packed [tokens, dim] -> a new [batch, seq, dim] array, zeros at the padded positions."""
+    if full:
+        return x.reshape(batch, seq_len, -1).copy()
+    out = np.zeros((batch, seq_len, x.shape[1]), dtype=np.float32)
+    out[rows, cols] = x
+    return out
+
+
+def _attention(qkv, starts, lengths, n_heads, causal, context, prepared):
+    """context [tokens, dim] <- attention of each packed sequence over its own tokens, every head."""
+    if lengths.max() < BLAS_ATTENTION_MIN_LENGTH:
+        kernels.packed_attention(qkv, starts, lengths, n_heads, causal, context)
+        return
+    dim = context.shape[1]
+    head_dim = dim // n_heads
+    scale = 1.0 / math.sqrt(head_dim)
+    for start, length in zip(starts.tolist(), lengths.tolist()):
+        if length == 0:
+            continue
+        if length < BLAS_ATTENTION_MIN_LENGTH:
+            kernels.packed_attention(qkv[start:start + length], np.zeros(1, np.int64), np.array([length]),
+                                     n_heads, causal, context[start:start + length])
+            continue
+        tokens = qkv[start:start + length].reshape(length, 3, n_heads, head_dim)
+        q, k, v = (tokens[:, part].transpose(1, 0, 2) for part in range(3))  # [heads, length, head_dim] views
+        scores = prepared.buffer("scores", n_heads, length, length)
+        np.matmul(q, k.transpose(0, 2, 1), out=scores)
+        kernels.scaled_softmax(scores, scale, causal)
+        out = context[start:start + length].reshape(length, n_heads, head_dim).transpose(1, 0, 2)
+        np.matmul(scores, v, out=out)
