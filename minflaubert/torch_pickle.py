@@ -127,9 +127,13 @@ def _decode_elements(raw: np.ndarray, storage_type: _StorageType, byteorder: str
 _LEGACY_MAGIC = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 
 # What zipfile/zlib raise on a damaged archive. zipfile reports damage in many ways (BadZipFile, struct/zlib
-# errors, EOFError, RuntimeError for encryption, NotImplementedError for unknown compression); all mean "corrupt".
+# errors, EOFError, RuntimeError for encryption, OSError for a seek before the start); all mean "corrupt" here,
+# because the file itself was opened and read successfully a moment before.
 _ZIP_DAMAGE = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, struct.error, EOFError, RuntimeError,
-               NotImplementedError, OverflowError, ValueError)
+               NotImplementedError, OverflowError, ValueError, OSError)
+
+# torch writes ZIP_STORED; a re-zipped checkpoint may be deflated. Anything else is damage, not a checkpoint.
+_READABLE_COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 
 # A zip "local file header" precedes each member's data: signature, 5 shorts, crc and two sizes, 2 name lengths.
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")
@@ -178,6 +182,10 @@ class _TorchArchive:
 
     def record(self, name: str) -> bytes:
         """A member's whole content, read (and CRC-checked) by zipfile."""
+        compression = self.zip.getinfo(name).compress_type
+        if compression not in _READABLE_COMPRESSIONS:
+            raise ValueError(f"{self.path}: record {name} uses zip compression method {compression}, "
+                             "not stored or deflated (corrupt file?)")
         try:
             return self.zip.read(name)
         except _ZIP_DAMAGE as err:
@@ -312,7 +320,8 @@ _ALLOWED_GLOBALS = {
 }
 
 # What the C unpickler raises on malformed opcode arguments (e.g. a stand-in called with the wrong arguments).
-_PICKLE_DAMAGE = (pickle.UnpicklingError, EOFError, TypeError, AttributeError, IndexError, KeyError, OverflowError)
+_PICKLE_DAMAGE = (pickle.UnpicklingError, EOFError, TypeError, AttributeError, IndexError, KeyError, OverflowError,
+                  UnicodeDecodeError)
 
 
 class _StateDictUnpickler(pickle.Unpickler):
