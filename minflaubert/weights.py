@@ -197,3 +197,88 @@ def init_weights(shapes: dict[str, tuple], config, seed: int = 0) -> dict[str, n
             array = rng.normal(0.0, config.init_std, shape)
         weights[name] = array.astype(np.float32)
     return weights
+
+
+# ------------------------------------------------------------------------------------------------ converting
+def convert_checkpoint(folder: str | os.PathLike, output: str | os.PathLike | None = None, overwrite: bool = False,
+                       progress: bool = True) -> Path:
+    """``pytorch_model.bin`` (or its shards) -> ``model.safetensors``, without torch. Returns the new file's path.
+
+    Why convert when ``from_pretrained`` reads ``.bin`` files anyway: a safetensors file is memory-mapped in
+    milliseconds and holds no pickle at all, so it is both faster to open and safe to share. The tensors are read
+    by ``torch_pickle`` (names, dtypes and values unchanged), written under a temporary name, read back with the
+    ``safetensors`` library and compared bit for bit, and only then renamed: a crash or a bad write never leaves a
+    ``model.safetensors`` that looks finished. ``output`` (default: ``folder``) also gets the config and tokenizer.
+    """
+    import shutil
+
+    from .torch_pickle import load_torch_bin
+
+    folder = Path(folder)
+    output = Path(output) if output is not None else folder
+    target = output / SAFETENSORS_NAME
+    if (folder / TORCH_BIN_NAME).is_file():
+        state = load_torch_bin(folder / TORCH_BIN_NAME)
+    elif (folder / TORCH_BIN_INDEX_NAME).is_file():
+        state = _read_sharded(folder / TORCH_BIN_INDEX_NAME, load_torch_bin)
+    else:
+        raise OSError(f"nothing to convert in {folder}: no {TORCH_BIN_NAME} or {TORCH_BIN_INDEX_NAME}")
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} already exists (pass overwrite=True, or --overwrite, to replace it)")
+    output.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + ".part")
+    write_safetensors(state, part, progress)
+    changed = _differences(state, part)
+    if changed:
+        part.unlink()
+        raise ValueError(f"conversion check failed: {changed[:5]} differ after writing {target.name}")
+    os.replace(part, target)
+    for name in ("config.json", "vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"):
+        if (folder / name).is_file() and folder.resolve() != output.resolve():
+            shutil.copy2(folder / name, output / name)
+    return target
+
+
+def write_safetensors(state: dict[str, np.ndarray], path: Path, progress: bool = True) -> None:
+    """The safetensors layout by hand (see the top of this file), streaming one tensor at a time.
+
+    Written here rather than with ``safetensors.numpy.save_file`` for two reasons: that function wants every
+    array in memory at once (the whole model, when our arrays are views of a memory-mapped ``.bin``), and it
+    cannot report progress. Tensors go widest dtype first, so each one starts at a multiple of its item size.
+    """
+    from tqdm.auto import tqdm
+
+    codes = {np.dtype(dtype): code for code, dtype in _DTYPES.items() if code != "BF16"}
+    names = sorted(state, key=lambda name: -state[name].dtype.itemsize)  # stable: file order otherwise
+    header, offset = {"__metadata__": {"format": "pt"}}, 0
+    for name in names:
+        array = state[name]
+        header[name] = {"dtype": codes[array.dtype], "shape": list(array.shape),
+                        "data_offsets": [offset, offset + array.nbytes]}
+        offset += array.nbytes
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned
+    with open(path, "wb") as file, tqdm(total=offset, unit="B", unit_scale=True, desc=f"writing {path.stem}",
+                                        disable=not progress) as bar:
+        file.write(len(text).to_bytes(8, "little") + text)
+        for name in names:
+            array = np.asarray(state[name], dtype=state[name].dtype.newbyteorder("<"), order="C")
+            file.write(array.reshape(-1).view(np.uint8).data)  # the OS pages the .bin in as we go
+            bar.update(array.nbytes)
+
+
+def _differences(state: dict[str, np.ndarray], path: Path) -> list[str]:
+    """Names whose dtype, shape or bytes differ in the written file, as the safetensors library reads it."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as written:
+        if set(written.keys()) != set(state):
+            return sorted(set(written.keys()) ^ set(state))
+        return [name for name, array in state.items() if not _identical(array, written.get_tensor(name))]
+
+
+def _identical(a: np.ndarray, b: np.ndarray) -> bool:
+    """Same dtype, shape and bytes (NaNs included, which ``==`` would call different)."""
+    return (a.dtype == b.dtype and a.shape == b.shape
+            and np.array_equal(np.ascontiguousarray(a).reshape(-1).view(np.uint8),
+                               np.ascontiguousarray(b).reshape(-1).view(np.uint8)))
