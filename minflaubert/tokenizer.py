@@ -1,7 +1,7 @@
 """FlauBERT's tokenizer: Moses normalisation, Moses word splitting, then byte-pair encoding (BPE).
 
-A transformer never sees text, only integers. Turning "L'été, enfin !" into ``[0, 22, 1203, 14, 1590, 115, 1]``
-takes three stages, and this file implements each one so you can read it top to bottom:
+A transformer never sees text, only integers. Turning "L'été, enfin !" into ``[0, 22, 70, 14, 375, 82, 1]`` (ids of the
+published uncased vocabulary) takes three stages, and this file implements each one so you can read it top to bottom:
 
 1. **Normalisation** (:func:`normalize`). The same sentence can be typed many ways: ``’`` or ``'``, ``«`` or ``"``,
    ``é`` as one code point or as ``e`` + a combining accent, with or without capitals. FlauBERT was trained on text
@@ -11,8 +11,9 @@ takes three stages, and this file implements each one so you can read it top to 
    (``enfin !`` -> ``enfin`` ``!``) and cuts elisions after the apostrophe (``l'été`` -> ``l'`` ``été``).
 3. **BPE** (:meth:`FlaubertTokenizer.bpe`). Each word is split into characters, then pairs of adjacent symbols are
    merged, most frequent pair (in the training corpus) first, as listed in ``merges.txt``. Frequent words end up as one
-   symbol (``été</w>``), rare ones as a few pieces (``anticonstitutionnellement`` -> ``anti`` ``constitution`` ...).
-   ``</w>`` marks the end of a word, so ``le`` in ``lequel`` and the word ``le</w>`` are different symbols.
+   symbol (``été</w>``), rare ones as a few pieces (``anticonstitutionnellement`` -> ``anti`` ``constitu``
+   ``tionnellement</w>``). ``</w>`` marks the end of a word, so ``le`` in ``lequel`` and the word ``le</w>`` are
+   different symbols.
 
 Finally each symbol is looked up in ``vocab.json`` and special tokens frame the sequence: ``<s> words </s>``.
 
@@ -23,9 +24,9 @@ question answering need.
 
 Speed: transformers calls sacremoses, which recompiles or re-looks-up ~50 regular expressions and rebuilds a set of
 2,000 lowercase letters for every word that ends with a period. We run the very same rules (taken from sacremoses, so
-the behaviour cannot drift) precompiled once, replace the per-character Python loops by ``str.translate`` and a
-printable-text fast path, and skip the rules about characters absent from the text, and cache BPE results per word: 2-2.5x faster
-(``benchmarks/tokenizer.py``).
+the behaviour cannot drift) precompiled once, skip the rules about characters absent from the text, replace the
+per-character Python loops by ``str.translate`` and a printable-text fast path, and cache BPE results per word:
+2-2.5x faster than transformers (``benchmarks/tokenizer.py``). What remains is mostly BPE on first sight of each word.
 """
 from __future__ import annotations
 
@@ -375,7 +376,8 @@ class FlaubertTokenizer:
         if isinstance(ids, (int, np.integer)):
             return self.decoder.get(int(ids), self.unk_token)
         ids = [int(i) for i in _as_id_list(ids, "ids")]
-        return [self.decoder.get(i, self.unk_token) for i in ids if not (skip_special_tokens and i in self._special_ids)]
+        skip = self._special_ids if skip_special_tokens else frozenset()
+        return [self.decoder.get(i, self.unk_token) for i in ids if i not in skip]
 
     def convert_tokens_to_string(self, tokens: Iterable[str]) -> str:
         """Glue BPE pieces back into text: ``["bon", "jour</w>", "!</w>"]`` -> ``"bonjour !"``.
@@ -387,7 +389,8 @@ class FlaubertTokenizer:
     # -- BPE -----------------------------------------------------------------------------------------------------------
 
     def bpe(self, word: str) -> tuple[str, ...]:
-        """Split one Moses word into BPE pieces: ``"lequel"`` -> ``("le", "quel</w>")``.
+        """Split one Moses word into BPE pieces: ``"anticonstitutionnellement"`` -> ``("anti", "constitu",
+        "tionnellement</w>")``.
 
         The algorithm (Sennrich et al., 2016), as in karpathy's minbpe:
 
@@ -559,7 +562,9 @@ class FlaubertTokenizer:
 
     # -- special tokens ------------------------------------------------------------------------------------------------
 
-    def build_inputs_with_special_tokens(self, token_ids_0: list[int], token_ids_1: list[int] | None = None) -> list[int]:
+    def build_inputs_with_special_tokens(
+        self, token_ids_0: list[int], token_ids_1: list[int] | None = None
+    ) -> list[int]:
         """``<s> A </s>`` or ``<s> A </s> B </s>``."""
         if token_ids_1 is None:
             return [self.bos_token_id, *token_ids_0, self.sep_token_id]
@@ -683,7 +688,8 @@ class FlaubertTokenizer:
         if not any(padding is s or (isinstance(s, str) and padding == s) for s in PADDING_STRATEGIES):
             raise ValueError(f"padding={padding!r}: use False, True, 'longest' or 'max_length'")
         if not any(truncation is s or (isinstance(s, str) and truncation == s) for s in TRUNCATION_STRATEGIES):
-            raise ValueError(f"truncation={truncation!r}: use False, True, 'longest_first', 'only_first' or 'only_second'")
+            raise ValueError(
+                f"truncation={truncation!r}: use False, True, 'longest_first', 'only_first' or 'only_second'")
         if max_length is not None:
             if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)):
                 raise TypeError(f"max_length must be an int or None, not {type(max_length).__name__}")
@@ -715,7 +721,8 @@ class FlaubertTokenizer:
         n_special = (2 if pair is None else 3) if add_special_tokens else 0
         total = len(ids) + (len(pair[0]) if pair else 0) + n_special
         if truncation != "do_not_truncate" and max_length and total > max_length:
-            keep_first, keep_second = _truncated_lengths(len(ids), pair and len(pair[0]), total - max_length, truncation)
+            len_second = len(pair[0]) if pair else None
+            keep_first, keep_second = _truncated_lengths(len(ids), len_second, total - max_length, truncation)
             ids, words, offsets = (None if x is None else x[:keep_first] for x in (ids, words, offsets))
             if pair:
                 pair = tuple(None if x is None else x[:keep_second] for x in pair)

@@ -25,7 +25,8 @@ from minflaubert.tokenizer import FlaubertTokenizer, moses_tokenize, normalize
 # ---------------------------------------------------------------------------------------------------------------------
 
 SPECIALS = ["<s>", "</s>", "<pad>", "<unk>"] + [f"<special{i}>" for i in range(10)]
-TINY_MERGES = ["l e", "l e</w>", "a a", "é t", "ét é</w>", "b o", "bo n", "j o", "jo u", "jou r</w>", "bon jour</w>", "l '</w>",
+TINY_MERGES = ["l e", "l e</w>", "a a", "é t", "ét é</w>", "b o", "bo n", "j o", "jo u", "jou r</w>", "bon jour</w>",
+               "l '</w>",
                ". .", ".. .</w>"]
 TINY_WORDS = ["l", "e", "a", "é", "t", "b", "o", "n", "j", "u", "r", "le", "le</w>", "aa", "ét", "été</w>", "bo",
               "bon", "jo", "jou", "jour</w>", "bonjour</w>", "a</w>", "e</w>", "l'</w>", ",</w>", ".</w>", "!</w>",
@@ -103,7 +104,8 @@ def test_call_padding_truncation_pairs(tiny):
     assert tiny("bonjour le le le", max_length=4)["input_ids"] == tiny.encode("bonjour le")  # max_length truncates
     padded = tiny("été", padding="max_length", max_length=6, return_tensors="np")
     assert padded["input_ids"].shape == (1, 6) and padded["input_ids"].dtype == np.int64
-    assert tiny("le le le", "été été", truncation="only_first", max_length=6)["input_ids"] == tiny.encode("le", "été été")
+    only_first = tiny("le le le", "été été", truncation="only_first", max_length=6)
+    assert only_first["input_ids"] == tiny.encode("le", "été été")
     assert tiny("le le", "été été", truncation="only_second", max_length=5)["input_ids"] == tiny.encode("le le", "")
     assert tiny([], padding=True)["input_ids"] == []
 
@@ -170,7 +172,8 @@ def test_bad_inputs(tiny, tmp_path):
 EDGE_STRINGS = [
     "", " ", "\n\n", "\x00\x01\x7f", "\ud800 surrogate \udfff", "a" * 5000, "é" * 3000 + " " + "x. " * 700,
     "😀 👍🏽 漢字 한국어 العربية", "C'est l'été… « Déjà » !", "M. Dupont, Mme. X et U.S.A. etc.", "1\u00a0000,5 € 3,14",
-    'Il a dit ,"non". Et ."oui"', "``Hi'' ‘a’ „b“ –— ´´", "ÉCOLE Σ ΑΣ İstanbul ß", "e\u0301cole cafe\u0301", "DOTMULTI ... .. .",
+    'Il a dit ,"non". Et ."oui"', "``Hi'' ‘a’ „b“ –— ´´", "ÉCOLE Σ ΑΣ İstanbul ß", "e\u0301cole cafe\u0301",
+    "DOTMULTI ... .. .",
     "a\tb\nc\r\nd", "Le <special1> est <s>bleu</s><pad><unk>", "<S> <special10> <special", "aujourd'hui l'homme qu'il",
     "(a) [b] {c} <d> 50% 3:4 a|b & c", ".'", "'''", "x.", 'Ça,"dit-il". Ok.', "。．，　（）", "\u200b\u200d\ufeff\u2028",
     "ﬁn ﬂ", "  leading and trailing  ", "Vive le Québec libre!!! ???", "l'", "'l", "-- - — –", "\U0010ffff \ue000",
