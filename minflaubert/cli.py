@@ -1,0 +1,222 @@
+"""The ``minflaubert`` command line: the pipelines and the checkpoint tools, one subcommand each.
+
+    minflaubert fill-mask "Le chat dort sur le <special1>."
+    minflaubert embed texts.txt -o vectors.npy
+    minflaubert download flaubert_base_cased
+
+Conventions, so the commands compose in a shell: results go to stdout as JSON lines (one JSON value per input,
+in input order), progress bars and messages to stderr, and an error is one line on stderr with a non-zero exit
+(1 for a failure, 2 for a wrong command line). Texts come from the arguments, or else from stdin, one per line.
+Without ``--model`` the pipelines use ``weights/flaubert_base_cased`` and say how to download it when it is not there.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import hub
+
+EXAMPLES = {
+    "fill-mask": 'minflaubert fill-mask "Le chat dort sur le <special1>." --top-k 3',
+    "embed": "minflaubert embed texts.txt -o vectors.npy --pooling mean",
+    "classify": 'minflaubert classify "Quel film magnifique !" --model weights/my-classifier',
+    "ner": 'minflaubert ner "Marie habite à Lyon." --model weights/my-ner --aggregation simple',
+    "qa": 'minflaubert qa --question "Où habite Marie ?" --context "Marie habite à Lyon." --model weights/my-qa',
+    "download": "minflaubert download flaubert_base_cased",
+    "convert": "minflaubert convert weights/flaubert_base_cased",
+    "info": "minflaubert info weights/flaubert_base_cased",
+}
+# What each checkpoint class was trained for: the tasks whose head weights it actually has.
+TASKS_OF = {
+    "FlaubertModel": ["feature-extraction"],
+    "FlaubertWithLMHeadModel": ["fill-mask", "feature-extraction"],
+    "FlaubertForSequenceClassification": ["text-classification", "feature-extraction"],
+    "FlaubertForTokenClassification": ["token-classification", "feature-extraction"],
+    "FlaubertForQuestionAnsweringSimple": ["question-answering", "feature-extraction"],
+    "FlaubertForQuestionAnswering": ["question-answering", "feature-extraction"],
+    "FlaubertForMultipleChoice": ["feature-extraction"],
+}
+LABELLED = {"FlaubertForSequenceClassification", "FlaubertForTokenClassification"}  # their id2label means something
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except (OSError, ValueError, TypeError) as error:  # the library's errors already say what to do
+        print(f"minflaubert {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="minflaubert", description="FlauBERT on a laptop: pipelines and checkpoint tools.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="Run 'minflaubert COMMAND --help' for a command's options.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, run, help, model=True, texts=True):
+        sub = commands.add_parser(name, help=help, description=help, epilog=f"example:\n  {EXAMPLES[name]}",
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub.set_defaults(run=run)
+        if texts:
+            sub.add_argument("texts", nargs="*", metavar="TEXT", help="texts to process (default: stdin, one per line)")
+        if model:
+            sub.add_argument("--model", help="checkpoint folder or registry name (default: weights/flaubert_base_cased)")
+            sub.add_argument("--batch-size", type=int, default=8, help="texts per forward pass (default: 8)")
+        return sub
+
+    sub = command("fill-mask", run_fill_mask, "Propose words for the mask token <special1>.")
+    sub.add_argument("--top-k", type=int, default=5, help="proposals per mask (default: 5)")
+    sub.add_argument("--targets", nargs="+", metavar="WORD", help="rank only these words")
+
+    sub = command("embed", run_embed, "One vector per line of a text file, saved as an .npy array [lines, dim].",
+                  texts=False)
+    sub.add_argument("input", nargs="?", default="-", help="a UTF-8 text file, one text per line ('-' = stdin)")
+    sub.add_argument("-o", "--output", required=True, help="the .npy file to write")
+    sub.add_argument("--pooling", choices=["mean", "first"], default="mean",
+                     help="mean of the token vectors, or the first token's (default: mean)")
+
+    sub = command("classify", run_classify, "Label texts with a sequence-classification checkpoint.")
+    sub.add_argument("--top-k", type=int, default=1, help="labels per text (default: 1; 0 = all)")
+
+    sub = command("ner", run_ner, "Tag entities (character spans) with a token-classification checkpoint.")
+    sub.add_argument("--aggregation", default="simple",
+                     choices=["none", "simple", "first", "average", "max"],
+                     help="how pieces and words are grouped into entities (default: simple)")
+
+    sub = command("qa", run_qa, "Find the answer to a question in a context.", texts=False)
+    sub.add_argument("--question", required=True)
+    context = sub.add_mutually_exclusive_group(required=True)
+    context.add_argument("--context", help="the text to answer from")
+    context.add_argument("--context-file", help="a UTF-8 file holding the context")
+    sub.add_argument("--top-k", type=int, default=1, help="answers to give (default: 1)")
+    sub.add_argument("--doc-stride", type=int, help="overlap in tokens between windows of a long context")
+
+    sub = command("download", run_download, "Download a published checkpoint into weights/NAME.",
+                  model=False, texts=False)
+    sub.add_argument("name", choices=sorted(hub.registry()), help="the checkpoint")
+    sub.add_argument("--dest", help="folder to download into (default: weights/NAME)")
+    sub.add_argument("--endpoint", help="hub address (default: $HF_ENDPOINT or https://huggingface.co)")
+
+    sub = command("convert", run_convert, "Convert a folder's pytorch_model.bin to model.safetensors (no torch).",
+                  model=False, texts=False)
+    sub.add_argument("folder", help="checkpoint folder holding pytorch_model.bin")
+    sub.add_argument("--output", help="folder to write into (default: the same folder)")
+    sub.add_argument("--overwrite", action="store_true", help="replace an existing model.safetensors")
+
+    sub = command("info", run_info, "Describe a checkpoint: architecture, size, heads, the tasks it serves.",
+                  model=False, texts=False)
+    sub.add_argument("model", nargs="?", default=None,
+                     help="checkpoint folder or registry name (default: weights/flaubert_base_cased)")
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def emit(value) -> None:
+    """One JSON line on stdout."""
+    print(json.dumps(value, ensure_ascii=False, default=_jsonable), flush=True)
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def read_lines(source: str) -> list[str]:
+    """The lines of a file, or of stdin for '-': one text per line (an empty line is an empty text)."""
+    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    return text.splitlines()
+
+
+def texts_of(args) -> list[str]:
+    texts = args.texts or read_lines("-")
+    if not texts:
+        raise ValueError("no text given: pass texts as arguments or one per line on stdin")
+    return texts
+
+
+def make_pipeline(task: str, args, **options):
+    from .pipelines import pipeline  # imported here so that download/convert/info start fast
+
+    return pipeline(task, model=args.model, batch_size=args.batch_size, **options)
+
+
+def run_each(task: str, args, **options) -> None:
+    """Run a pipeline over the command's texts and write one JSON line per text."""
+    results = make_pipeline(task, args, **options)(texts_of(args))
+    for result in results:
+        emit(result)
+
+
+# ---------------------------------------------------------------------------------------------- commands
+def run_fill_mask(args) -> None:
+    run_each("fill-mask", args, top_k=args.top_k, targets=args.targets)
+
+
+def run_classify(args) -> None:
+    run_each("text-classification", args, top_k=args.top_k or None)
+
+
+def run_ner(args) -> None:
+    run_each("token-classification", args, aggregation_strategy=args.aggregation)
+
+
+def run_qa(args) -> None:
+    context = args.context if args.context is not None else Path(args.context_file).read_text(encoding="utf-8")
+    answer = make_pipeline("question-answering", args, top_k=args.top_k, doc_stride=args.doc_stride)
+    emit(answer(question=args.question, context=context))
+
+
+def run_embed(args) -> None:
+    texts = read_lines(args.input)
+    if not texts:
+        raise ValueError(f"{args.input}: no lines to embed")
+    embed = make_pipeline("feature-extraction", args, pooling=args.pooling, progress=True)
+    vectors = np.stack(embed(texts)).astype(np.float32)
+    np.save(args.output, vectors)
+    emit({"output": args.output, "texts": len(texts), "shape": list(vectors.shape), "pooling": args.pooling})
+
+
+def run_download(args) -> None:
+    folder = hub.download(args.name, dest=args.dest, endpoint=args.endpoint)
+    emit({"name": args.name, "folder": str(folder)})
+
+
+def run_convert(args) -> None:
+    from .weights import convert_checkpoint
+
+    target = convert_checkpoint(args.folder, args.output, overwrite=args.overwrite)
+    emit({"output": str(target), "bytes": target.stat().st_size})
+
+
+def run_info(args) -> None:
+    from .config import FlaubertConfig
+    from .weights import load_state_dict
+
+    folder = hub.resolve_name(args.model if args.model is not None else "flaubert_base_cased")
+    config = FlaubertConfig.from_pretrained(folder)
+    state = load_state_dict(folder)  # memory-mapped: only the headers are read
+    heads = sorted({name.split(".")[0] for name in state if not name.startswith("transformer.")}
+                   - {"embeddings", "position_embeddings", "lang_embeddings", "layer_norm_emb", "attentions",
+                      "layer_norm1", "layer_norm2", "ffns", "position_ids"})
+    architectures = config.architectures or []
+    files = {path.name: path.stat().st_size for path in sorted(folder.iterdir()) if path.is_file()}
+    emit({
+        "folder": str(folder),
+        "architectures": architectures,
+        "tasks": sorted({task for name in architectures for task in TASKS_OF.get(name, [])}),
+        "head_weights": heads,
+        "emb_dim": config.emb_dim, "n_layers": config.n_layers, "n_heads": config.n_heads,
+        "vocab_size": config.vocab_size, "pre_norm": config.pre_norm, "causal": config.causal,
+        "labels": config.id2label if set(architectures) & LABELLED else None,
+        "parameters": int(sum(array.size for name, array in state.items() if not name.endswith("position_ids"))),
+        "files": files,
+        "bytes": sum(files.values()),
+    })
