@@ -70,11 +70,24 @@ def load_torch_bin(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return _checked_state_dict(state)
 
 
+class _Sealed:
+    """Base of every object a pickle can get hold of here: refuses pickle's BUILD opcode.
+
+    subtle: BUILD calls ``obj.__setstate__(state)`` or, without one, writes ``state`` straight into ``obj.__dict__``
+    (bypassing even a frozen dataclass). On our stand-ins that would rewrite a storage's size after it was checked,
+    or poison a module-level storage type for every later load in this process.
+    """
+
+    def __setstate__(self, state):
+        raise UnsafeCheckpointError(f"the pickle tries to modify a {type(self).__name__} (BUILD opcode); "
+                                    "torch never writes that (possibly malicious; nothing was executed)")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # 1. Storage types: the dtype of each torch.*Storage class named in the pickle.
 # ---------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class _StorageType:
+class _StorageType(_Sealed):
     """Stand-in for a ``torch.<Name>Storage`` class: how to read its elements with NumPy."""
 
     name: str
@@ -195,7 +208,8 @@ class _TorchArchive:
         """The first ``nbytes`` bytes of record ``data/<key>`` as a uint8 array (a view of the file if possible)."""
         name = f"{self.prefix}data/{key}"
         if name not in self.names:
-            raise ValueError(f"{self.path}: the pickle refers to storage {key!r} but record {name} is missing")
+            raise ValueError(f"{self.path}: the pickle refers to storage {reprlib.repr(key)}, but record "
+                             f"{reprlib.repr(name)} is missing")
         info = self.zip.getinfo(name)
         if info.file_size < nbytes:
             raise ValueError(f"{self.path}: record {name} holds {info.file_size} bytes, the pickle needs {nbytes}")
@@ -216,7 +230,7 @@ class _TorchArchive:
         alignment padding in the local extra field), so only the local header gives the true offset.
         """
         header_end = info.header_offset + _LOCAL_HEADER.size
-        header = bytes(self._file_map[info.header_offset : header_end])
+        header = bytes(self._file_map[max(info.header_offset, 0) : header_end])  # subtle: no wrap-around
         if len(header) < _LOCAL_HEADER.size or header[:4] != _LOCAL_HEADER_SIGNATURE:
             raise ValueError(f"{self.path}: corrupt zip, bad local header for {info.filename}")
         *_, name_length, extra_length = _LOCAL_HEADER.unpack(header)
@@ -229,7 +243,7 @@ class _TorchArchive:
 # ---------------------------------------------------------------------------------------------------------------
 # 3. Storages and tensors: the stand-ins that the allow-listed globals resolve to.
 # ---------------------------------------------------------------------------------------------------------------
-class _Storage:
+class _Storage(_Sealed):
     """A storage named by a persistent id; its bytes are fetched and decoded the first time a tensor uses it."""
 
     def __init__(self, archive: _TorchArchive, storage_type: _StorageType, key: str, numel: int):
@@ -248,28 +262,29 @@ class _Storage:
 _MAX_INDEX = 2**63 - 1  # NumPy shapes and strides are C int64
 
 
-def _checked_geometry(storage: _Storage, offset, size, stride) -> tuple[int, tuple, tuple]:
-    """Validate a tensor's (offset, size, stride) against its storage; return them ready for ``as_strided``."""
-    if not isinstance(storage, _Storage):
-        raise ValueError(f"tensor rebuilt from {type(storage).__name__}, not from a storage")
+def _checked_geometry(numel: int, offset, size, stride) -> tuple[int, tuple, tuple]:
+    """Validate a tensor's (offset, size, stride) against its storage's length; return them for ``as_strided``."""
     if not (isinstance(size, tuple) and isinstance(stride, tuple) and len(size) == len(stride)):
         raise ValueError(f"tensor size {reprlib.repr(size)} and stride {reprlib.repr(stride)} do not match")
     if not all(isinstance(n, int) and 0 <= n <= _MAX_INDEX for n in (offset, *size, *stride)):
-        raise ValueError(f"tensor offset/size/stride must be non-negative integers: {offset}, {size}, {stride}")
+        raise ValueError("tensor offset/size/stride must be non-negative integers: "
+                         + reprlib.repr((offset, size, stride)))
     # subtle: a dimension of length 1 never steps, so its stride is irrelevant (torch writes anything there);
     # zeroing it keeps the bounds check below exact and the byte strides from overflowing.
     stride = tuple(step if length > 1 else 0 for length, step in zip(size, stride))
     last_element = offset + sum((length - 1) * step for length, step in zip(size, stride))
-    if 0 not in size and last_element >= storage.numel:
-        raise ValueError(f"tensor (offset {offset}, size {size}, stride {stride}) reaches element {last_element} "
-                         f"of storage {storage.key!r}, which has {storage.numel}")
+    if 0 not in size and last_element >= numel:
+        raise ValueError(f"tensor (offset {offset}, size {reprlib.repr(size)}, stride {reprlib.repr(stride)}) "
+                         f"reaches element {last_element} of a storage of {numel}")
     return offset, size, stride
 
 
 def _strided_view(storage: _Storage, offset, size, stride) -> np.ndarray:
     """The tensor as a read-only NumPy view of its storage's elements."""
-    offset, size, stride = _checked_geometry(storage, offset, size, stride)
+    if not isinstance(storage, _Storage):
+        raise ValueError(f"tensor rebuilt from {type(storage).__name__}, not from a storage")
     elements = storage.elements
+    offset, size, stride = _checked_geometry(len(elements), offset, size, stride)
     if 0 in size:
         return np.empty(size, elements.dtype)
     # subtle: as_strided trusts its arguments and would read outside the buffer; _checked_geometry made them safe.
@@ -310,12 +325,22 @@ def _rebuild_parameter(data, requires_grad, backward_hooks, state=None):
 # ---------------------------------------------------------------------------------------------------------------
 # 4. The restricted unpickler.
 # ---------------------------------------------------------------------------------------------------------------
+class _StandIn(_Sealed):
+    """What an allow-listed torch function resolves to: our function, behind a ``_Sealed`` front."""
+
+    def __init__(self, function):
+        self.function = function
+
+    def __call__(self, *args):
+        return self.function(*args)
+
+
 _ALLOWED_GLOBALS = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+    ("collections", "OrderedDict"): collections.OrderedDict,  # a built-in type: pickle cannot modify it
+    ("torch._utils", "_rebuild_tensor"): _StandIn(_rebuild_tensor),
+    ("torch._utils", "_rebuild_tensor_v2"): _StandIn(_rebuild_tensor_v2),
+    ("torch._utils", "_rebuild_parameter"): _StandIn(_rebuild_parameter),
+    ("torch._utils", "_rebuild_parameter_with_state"): _StandIn(_rebuild_parameter),
     **{("torch", name): storage_type for name, storage_type in _STORAGE_TYPES.items()},
 }
 
@@ -353,7 +378,7 @@ class _StateDictUnpickler(pickle.Unpickler):
             raise ValueError(f"malformed storage reference {reprlib.repr(pid)}")
         storage = self.storages.setdefault(key, _Storage(self.archive, storage_type, key, numel))
         if (storage.storage_type, storage.numel) != (storage_type, numel):
-            raise ValueError(f"storage {key!r} is referenced with two different types or sizes")
+            raise ValueError(f"storage {reprlib.repr(key)} is referenced with two different types or sizes")
         return storage
 
 

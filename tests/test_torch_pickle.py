@@ -164,7 +164,7 @@ def _bin_with(tmp_path, tensors, storages=_FLOATS, **kwargs):
         (lambda p: _bin_with(p, {"w": ("FloatStorage", "0", 6, 0, (2, 2), (4, 2))}), "reaches element 6"),
         (lambda p: _bin_with(p, {"w": ("FloatStorage", "0", 6, 0, (2,), (-1,))}), "non-negative"),
         (lambda p: _bin_with(p, {"w": ("FloatStorage", "0", 6, 0, (2, 3), (3,))}), "do not match"),
-        (lambda p: _bin_with(p, {"w": ("FloatStorage", "7", 6, 0, (6,), (1,))}), "record archive/data/7 is missing"),
+        (lambda p: _bin_with(p, {"w": ("FloatStorage", "7", 6, 0, (6,), (1,))}), "record 'archive/data/7' is missing"),
         (lambda p: _bin_with(p, {"a": ("FloatStorage", "0", 6, 0, (6,), (1,)),
                                  "b": ("IntStorage", "0", 6, 0, (6,), (1,))}), "two different types"),
         (lambda p: _bin_with(p, {"w": ("FloatStorage", "0", 6, 0, (6,), (1,))}, byteorder="middle"), "byte order"),
@@ -281,6 +281,23 @@ def test_hostile_global_after_valid_tensors_is_refused(tmp_path):
     with pytest.raises(UnsafeCheckpointError, match="system"):
         load_torch_bin(_write_torch_zip(tmp_path / "evil.bin", payload, _FLOATS))
     assert not sentinel.exists()
+
+
+_STORAGE_ID = _tuple([_unicode("storage"), b"ctorch\nFloatStorage\n", _unicode("0"), _unicode("cpu"), _int(6)])
+
+
+@pytest.mark.parametrize(
+    "target",
+    [_STORAGE_ID + b"Q", b"ctorch\nFloatStorage\n", b"ctorch._utils\n_rebuild_tensor_v2\n"],
+    ids=["storage", "storage-type", "rebuild-function"],
+)
+def test_build_cannot_modify_stand_ins(tmp_path, target):
+    """BUILD (``obj.__setstate__`` / ``obj.__dict__.update``) on what the pickle can reach is refused."""
+    tamper = b"}" + _unicode("numel") + _int(10**9) + _unicode("numpy_code") + _unicode("O") + b"u"
+    payload = b"\x80\x02" + target + b"}(" + tamper[1:] + b"b."  # the target, a dict state, BUILD
+    with pytest.raises(UnsafeCheckpointError, match="BUILD"):
+        load_torch_bin(_write_torch_zip(tmp_path / "evil.bin", payload, _FLOATS))
+    _assert_simple_values(load_torch_bin(_simple_bin(tmp_path / "good.bin")))  # nothing was poisoned
 
 
 # ---------------------------------------------------------------------------------------------------------------
