@@ -262,10 +262,7 @@ class FlaubertTokenizer:
         for argument, path in (("vocab_file", vocab_file), ("merges_file", merges_file)):
             if not os.path.isfile(path):
                 raise OSError(f"{argument}: no such file {os.fspath(path)!r}")
-        with open(vocab_file, encoding="utf-8") as f:
-            self.encoder: dict[str, int] = json.load(f)  # token -> id
-        if not isinstance(self.encoder, dict):
-            raise ValueError(f"vocab_file: {os.fspath(vocab_file)!r} must hold a JSON object {{token: id}}")
+        self.encoder: dict[str, int] = _read_json_object(vocab_file, "vocab_file", "{token: id}")  # token -> id
         self.decoder: dict[int, str] = {i: token for token, i in self.encoder.items()}  # id -> token
         with open(merges_file, encoding="utf-8") as f:
             lines = f.read().split("\n")[:-1]  # subtle: like transformers, the last line is dropped (it is the "")
@@ -315,8 +312,7 @@ class FlaubertTokenizer:
         config = {}
         config_file = os.path.join(folder, "tokenizer_config.json")
         if os.path.isfile(config_file):
-            with open(config_file, encoding="utf-8") as f:
-                config = json.load(f)
+            config = _read_json_object(config_file, "tokenizer_config", "of settings")
         return cls(
             os.path.join(folder, "vocab.json"),
             os.path.join(folder, "merges.txt"),
@@ -775,6 +771,18 @@ class FlaubertTokenizer:
 
     def __repr__(self) -> str:
         return f"FlaubertTokenizer(vocab_size={self.vocab_size}, do_lowercase={self.do_lowercase})"
+
+
+def _read_json_object(path, argument: str, what: str) -> dict:
+    """Read a JSON file that must hold an object; a ValueError naming ``argument`` and the path otherwise."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{argument}: {os.fspath(path)!r} is not valid UTF-8 JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{argument}: {os.fspath(path)!r} must hold a JSON object {what}")
+    return value
 
 
 def _check_text(text, argument: str) -> None:

@@ -167,6 +167,14 @@ def test_bad_inputs(tiny, tmp_path):
     with pytest.raises(OSError, match="merges.txt"):
         (tmp_path / "vocab.json").write_text("{}")
         FlaubertTokenizer.from_pretrained(tmp_path)
+    (tmp_path / "merges.txt").write_text("a b\n")
+    (tmp_path / "vocab.json").write_text("{oops")
+    with pytest.raises(ValueError, match="vocab_file: .*vocab.json"):
+        FlaubertTokenizer.from_pretrained(tmp_path)
+    (tmp_path / "vocab.json").write_text("{}")
+    (tmp_path / "tokenizer_config.json").write_text("[]")
+    with pytest.raises(ValueError, match="tokenizer_config"):
+        FlaubertTokenizer.from_pretrained(tmp_path)
 
 
 EDGE_STRINGS = [
