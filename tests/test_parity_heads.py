@@ -11,6 +11,7 @@ import minflaubert
 from conftest import compare_outputs, flatten_output
 from minflaubert.config import FlaubertConfig
 from minflaubert.heads import sequence_summary
+from test_heads import TOP_K, assert_equal_up_to_ties
 
 TINY = dict(vocab_size=99, emb_dim=32, n_layers=2, n_heads=4, max_position_embeddings=64)
 RNG = np.random.default_rng(0)
@@ -91,25 +92,12 @@ def test_head_parity(case, transformers, tmp_path):
     class_name, config_changes, inputs = CASES[case]
     reference = make_case(tmp_path, class_name, {**TINY, **config_changes}, inputs, ALL_OUT)
     output = flatten_output(ours(class_name, tmp_path, inputs, **ALL_OUT))
-    top_k = ("start_top_index", "end_top_index")
-    compare_outputs(output, reference, case, skip=top_k)
+    compare_outputs(output, reference, case, skip=TOP_K)
     last = reference[f"hidden_states.{TINY['n_layers']}"]
-    for name in top_k:
+    for name in TOP_K:
         if name in reference:
             assert_equal_up_to_ties(output[name], reference[name], last, f"{case} {name}")
 
-
-def assert_equal_up_to_ties(ours, reference, last_hidden, case):
-    """Top-k indices equal, except where the two point at tokens the head cannot tell apart.
-
-    Padded positions all have the same (zero) final state, so their scores tie exactly, and torch.topk breaks
-    ties in an order of its own (not by position; it depends on k and the row's length). We break them by
-    position; here a differing index is accepted only if both tokens have bitwise-identical final states.
-    """
-    assert ours.shape == reference.shape, case
-    for row, slot in zip(*np.nonzero(ours != reference)):
-        a, b = last_hidden[row, ours[row, slot]], last_hidden[row, reference[row, slot]]
-        assert np.array_equal(a, b), f"{case}: index {ours[row, slot]} != {reference[row, slot]} at {row, slot}"
 
 
 def asm_reference(torch, model, inputs, labels):
@@ -168,13 +156,12 @@ TUPLE_CASES = ["lm labels", "seq single-label", "token labels", "qa simple posit
 
 
 @pytest.mark.parametrize("case", TUPLE_CASES)
-def test_return_dict_false_tuple_order(case, transformers, tmp_path):
+def test_return_dict_false_tuple_order(case, torch, transformers, tmp_path):
     from reference import build_model
 
     class_name, config_changes, inputs = CASES[case]
     model = build_model(class_name, {**TINY, **config_changes})
     model.save_pretrained(str(tmp_path))
-    torch = pytest.importorskip("torch")
     tensors = {name: torch.tensor(value) for name, value in inputs.items()}
     with torch.no_grad():
         expected = model(**tensors, output_hidden_states=True, return_dict=False)
