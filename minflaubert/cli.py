@@ -12,6 +12,7 @@ Without ``--model`` the pipelines use ``weights/flaubert_base_cased`` and say ho
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -185,7 +186,8 @@ def run_embed(args) -> None:
 
 
 def run_download(args) -> None:
-    folder = hub.download(args.name, dest=args.dest, endpoint=args.endpoint)
+    with contextlib.redirect_stdout(sys.stderr):  # hub's notes use tqdm.write, which prints to stdout
+        folder = hub.download(args.name, dest=args.dest, endpoint=args.endpoint)
     emit({"name": args.name, "folder": str(folder)})
 
 
