@@ -179,7 +179,7 @@ def squad_loss(hidden, p, config, start_positions, end_positions, cls_index=None
 
     With ``cls_index`` and ``is_impossible``, half the answer-class BCE is added (XLNet's weighting).
     """
-    batch, seq_len, _ = hidden.shape
+    batch = hidden.shape[0]
     starts = start_logits(hidden, p["start_logits"], p_mask)
     true_start = np.broadcast_to(hidden[np.arange(batch), start_positions][:, None], hidden.shape)  # [b, s, d]
     ends = end_logits(hidden, true_start, p["end_logits"], config.layer_norm_eps, p_mask)

@@ -109,10 +109,9 @@ def asm_reference(torch, model, inputs, labels):
         flat = hidden.last_hidden_state.reshape(-1, hidden.last_hidden_state.shape[-1])
         log_probs = model.pred_layer.proj.log_prob(flat).reshape(*labels.shape, -1)
         loss = model.pred_layer.proj(flat, torch.tensor(labels).reshape(-1))[1]
-    reference = flatten_output({"loss": loss.numpy(), "logits": log_probs.numpy(),
+    return flatten_output({"loss": loss.numpy(), "logits": log_probs.numpy(),
                                 "hidden_states": tuple(h.numpy() for h in hidden.hidden_states),
                                 "attentions": tuple(a.numpy() for a in hidden.attentions)})
-    return reference
 
 
 @pytest.mark.parametrize("cutoffs, div_value", [([20, 50], 4.0), ([10], 2.0), ([8, 30, 70], 1.5)])
