@@ -112,10 +112,16 @@ class Pipeline:
     def is_single(inputs) -> bool:
         return isinstance(inputs, (str, dict))
 
+    @property
+    def padding_changes_outputs(self) -> bool:
+        """Whether a row's output depends on the padding added to it (then each input runs alone)."""
+        return False
+
     def run(self, features: list[dict]) -> list[dict]:
         """Run the model over all features, batched by length; returns one output dict per feature, in order."""
         order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
-        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        size = 1 if self.padding_changes_outputs else self.batch_size
+        batches = [order[i:i + size] for i in range(0, len(order), size)]
         outputs = [None] * len(features)
         for batch in tqdm(batches, desc=self.task, unit="batch", disable=not self.progress, file=sys.stderr):
             rows = [features[i] for i in batch]
@@ -294,6 +300,12 @@ class TextClassificationPipeline(Pipeline):
         choices = (None, "softmax", "sigmoid", "none")
         return {"top_k": check_positive("top_k", top_k, allow_none=True),
                 "function_to_apply": check_choice("function_to_apply", function_to_apply, choices)}
+
+    @property
+    def padding_changes_outputs(self) -> bool:
+        """subtle: summary_type "last" / "cls_index" read the last *position* and "mean" averages padded zeros too,
+        as in transformers, so padding would change the answer. Only "first" (every published model) batches."""
+        return self.model.config.summary_type != "first"
 
     def preprocess(self, item, **options) -> list[dict]:
         if isinstance(item, dict):

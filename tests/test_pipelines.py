@@ -210,6 +210,16 @@ def test_text_classification_multi_label_uses_sigmoid():
     assert sorted(entry["score"] for entry in raw) == pytest.approx(sorted(logits.tolist()), rel=1e-5)
 
 
+@pytest.mark.parametrize("summary_type", ["last", "mean"])
+def test_text_classification_is_unaffected_by_padding(summary_type):
+    folder = FIXTURES / "tiny-sequence-classification"
+    model = FlaubertForSequenceClassification.from_pretrained(folder, summary_type=summary_type)
+    classify = pipeline("text-classification", model, tokenizer=folder, top_k=None)
+    together = classify(TEXTS)
+    for text, labels in zip(TEXTS, together):
+        assert [entry["score"] for entry in classify(text)] == pytest.approx([e["score"] for e in labels], rel=1e-5)
+
+
 # ------------------------------------------------------------------------------------------------ token-classification
 SPAN_TEXTS = ["Marie habite à Lyon et travaille à Genève.", "L’été, Jean-Pierre  a visité «Montréal»…",
               "  Victor Hugo est né à Besançon en 1802.", "ÉCOLE d'été à Saint-Étienne !"]
