@@ -9,9 +9,16 @@ import on a machine pays for compilation.
 from __future__ import annotations
 
 import math
+import os
 
 import numba
 import numpy as np
+
+# Numba's threads must not spin while waiting: between two kernels, BLAS runs the GEMMs on the same cores, and
+# OpenMP's spinning workers (the default "omp" layer) starve it (we measured attention 50-100x slower with them on
+# 2 busy cores). The "workqueue" layer's workers sleep. (It is not for concurrent calls from several Python threads.)
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
 
 from .layers import MASKED_SCORE
 
