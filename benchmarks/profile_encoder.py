@@ -1,10 +1,12 @@
 """Where does minflaubert's fast encoder spend its time? A split by operation, measured (not estimated).
 
+(Not named profile.py: that would shadow the standard library's profile module for every script in this folder.)
+
 Loads the base architecture saved by ``benchmarks/encoder.py`` (``--folder``; run that once first), and runs
 FlaubertModel with every NumPy matmul and every Numba kernel that ``fast.py`` calls wrapped in a timer. "python
 + other" is what is left of the wall time: input checks, embedding lookups, unpacking, the interpreter.
 
-    python benchmarks/profile.py [--shapes 1x16,1x128,8x128,1x512,padded] [--runs 5]
+    python benchmarks/profile_encoder.py [--shapes 1x16,1x128,8x128,1x512,padded] [--runs 5]
 
 Optional ``--blas-threads``/``--numba-threads`` change the thread counts before the first call.
 """
