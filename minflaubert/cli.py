@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="minflaubert", description="FlauBERT on a laptop: pipelines and checkpoint tools.",
+    parser = argparse.ArgumentParser(prog="minflaubert",
+                                     description="FlauBERT on a laptop: pipelines and checkpoint tools.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Run 'minflaubert COMMAND --help' for a command's options.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -68,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
         if texts:
             sub.add_argument("texts", nargs="*", metavar="TEXT", help="texts to process (default: stdin, one per line)")
         if model:
-            sub.add_argument("--model", help="checkpoint folder or registry name (default: weights/flaubert_base_cased)")
+            sub.add_argument("--model",
+                             help="checkpoint folder or registry name (default: weights/flaubert_base_cased)")
             sub.add_argument("--batch-size", type=int, default=8, help="texts per forward pass (default: 8)")
         return sub
 

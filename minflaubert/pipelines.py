@@ -192,7 +192,8 @@ class FillMaskPipeline(Pipeline):
     accepts = (FlaubertWithLMHeadModel,)
 
     def options(self, top_k: int = 5, targets=None) -> dict:
-        return {"top_k": check_positive("top_k", top_k), "targets": None if targets is None else self.target_ids(targets)}
+        return {"top_k": check_positive("top_k", top_k),
+                "targets": None if targets is None else self.target_ids(targets)}
 
     def target_ids(self, targets) -> np.ndarray:
         """Candidate words -> token ids: a vocabulary entry as is (``"Paris</w>"``), else the first BPE piece of
