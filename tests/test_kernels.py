@@ -1,0 +1,178 @@
+"""Every Numba kernel equals its plain-NumPy twin, and the fast encoder equals the readable one.
+
+Random shapes, masks and values (hypothesis). The twins are the functions of ``layers.py``; the fast encoder
+(``fast.py``: packed tokens, fused kernels) is compared with ``model.encode(..., use_kernels=False)`` on random
+small models: padding, causal, pre-norm, languages, token types, position ids, inputs_embeds, ragged batches.
+No timing here: speed is measured by benchmarks/.
+"""
+import math
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from minflaubert import fast, kernels, layers
+from minflaubert.config import FlaubertConfig
+from minflaubert.model import FlaubertModel, encode
+
+
+def floats(rng, *shape, scale=1.0):
+    return (scale * rng.standard_normal(shape)).astype(np.float32)
+
+
+seeds = st.integers(0, 2**32 - 1)
+
+
+@given(seeds, st.integers(1, 40), st.integers(1, 300), st.sampled_from([0.1, 1.0, 3.0, 10.0]))
+def test_bias_gelu_equals_gelu_of_sum(seed, rows, width, scale):
+    rng = np.random.default_rng(seed)
+    y, bias = floats(rng, rows, width, scale=scale), floats(rng, width)
+    expected = layers.gelu(y + bias)
+    got = kernels.bias_gelu(y.copy(), bias)
+    np.testing.assert_allclose(got, expected, rtol=2e-6, atol=1e-6 * max(1.0, scale))  # erf: a few float32 ulps
+
+
+@given(seeds, st.integers(1, 40), st.integers(1, 300))
+def test_add_bias(seed, rows, width):
+    rng = np.random.default_rng(seed)
+    y, bias = floats(rng, rows, width), floats(rng, width)
+    np.testing.assert_allclose(kernels.add_bias(y.copy(), bias), y + bias, rtol=1e-6, atol=1e-7)
+
+
+@given(seeds, st.integers(1, 30), st.integers(2, 200), st.sampled_from([1e-12, 1e-5]), st.floats(0.01, 50))
+def test_layer_norm(seed, rows, dim, eps, scale):
+    rng = np.random.default_rng(seed)
+    x, gamma, beta = floats(rng, rows, dim, scale=scale) + np.float32(scale), floats(rng, dim), floats(rng, dim)
+    expected = layers.layer_norm(x, {"weight": gamma, "bias": beta}, eps)
+    np.testing.assert_allclose(kernels.layer_norm(x, gamma, beta, eps), expected, rtol=1e-5, atol=2e-5)
+    np.testing.assert_allclose(kernels.layer_norm(x.copy(), gamma, beta, eps, out=x), expected, rtol=1e-5, atol=2e-5)
+
+
+@given(seeds, st.integers(1, 30), st.integers(2, 200), st.sampled_from([1e-12, 1e-5]))
+def test_residual_layer_norm(seed, rows, dim, eps):
+    rng = np.random.default_rng(seed)
+    x, y, bias, gamma, beta = floats(rng, rows, dim), floats(rng, rows, dim), *(floats(rng, dim) for _ in range(3))
+    expected = layers.residual_layer_norm(x, y + bias, {"weight": gamma, "bias": beta}, eps)
+    np.testing.assert_allclose(kernels.residual_layer_norm(x, y, bias, gamma, beta, eps), expected,
+                               rtol=1e-5, atol=2e-5)
+    in_place = x.copy()
+    kernels.residual_layer_norm(in_place, y, bias, gamma, beta, eps, out=in_place)
+    np.testing.assert_allclose(in_place, expected, rtol=1e-5, atol=2e-5)
+
+
+@given(seeds, st.integers(1, 30), st.integers(2, 50))
+def test_add_residual(seed, rows, dim):
+    rng = np.random.default_rng(seed)
+    x, y, bias = floats(rng, rows, dim), floats(rng, rows, dim), floats(rng, dim)
+    np.testing.assert_allclose(kernels.add_residual(x.copy(), y, bias), x + (y + bias), rtol=1e-6, atol=1e-7)
+
+
+def padded_attention(qkv, lengths, n_heads, causal):
+    """The twin: pad the packed sequences to a batch and run ``layers.scaled_dot_product_attention``."""
+    dim = qkv.shape[1] // 3
+    batch, seq_len = len(lengths), max(max(lengths), 1)
+    padded = np.zeros((batch, seq_len, 3 * dim), np.float32)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int)
+    for b, (start, length) in enumerate(zip(starts, lengths)):
+        padded[b, :length] = qkv[start:start + length]
+    mask = np.arange(seq_len)[None, :] < np.asarray(lengths)[:, None]
+    q, k, v = (layers.split_heads(padded[..., i * dim:(i + 1) * dim], n_heads) for i in range(3))
+    context, _ = layers.scaled_dot_product_attention(q, k, v, layers.attention_mask_matrix(mask, causal))
+    context = layers.merge_heads(context)
+    return np.concatenate([context[b, :length] for b, length in enumerate(lengths)]), starts
+
+
+@given(seeds, st.lists(st.integers(0, 70), min_size=1, max_size=5), st.sampled_from([1, 2, 4]),
+       st.sampled_from([4, 8, 16]), st.booleans())
+def test_packed_attention_equals_padded_reference(seed, lengths, n_heads, head_dim, causal):
+    rng = np.random.default_rng(seed)
+    dim = n_heads * head_dim
+    qkv = floats(rng, sum(lengths), 3 * dim, scale=2.0)
+    expected, starts = padded_attention(qkv, lengths, n_heads, causal)
+    got = kernels.packed_attention(qkv, starts, np.array(lengths, np.int64), n_heads, causal,
+                                   np.empty((sum(lengths), dim), np.float32))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@given(seeds, st.integers(1, 4), st.integers(1, 60), st.booleans())
+def test_scaled_softmax(seed, n_heads, length, causal):
+    rng = np.random.default_rng(seed)
+    scores = floats(rng, n_heads, length, length, scale=5.0)
+    scale = 1 / math.sqrt(16)
+    masked = np.where(np.tril(np.ones((length, length), bool)) | (not causal), scores * np.float32(scale),
+                      layers.MASKED_SCORE)
+    expected = layers.softmax(masked, axis=-1)
+    np.testing.assert_allclose(kernels.scaled_softmax(scores.copy(), scale, causal), expected, rtol=1e-5, atol=1e-7)
+
+
+# ------------------------------------------------------------------------------- the fast encoder, end to end
+def random_model(rng, **changes):
+    config = FlaubertConfig.from_dict(dict(vocab_size=50, emb_dim=32, n_layers=2, n_heads=4,
+                                           max_position_embeddings=160, **changes))
+    model = FlaubertModel(config, seed=int(rng.integers(1000)))
+    for name, array in model.weights.items():  # move LayerNorms and biases away from 1 and 0
+        if name.endswith("bias") or "norm" in name:
+            model.weights[name] = (array + 0.1 * rng.standard_normal(array.shape)).astype(np.float32)
+    model.setup()
+    return model
+
+
+@given(seeds, st.lists(st.integers(0, 80), min_size=1, max_size=4), st.booleans(), st.booleans(),
+       st.booleans(), st.sampled_from(["mask", "lengths", "none"]), st.sampled_from(["ids", "embeds"]),
+       st.booleans(), st.booleans())
+def test_fast_encoder_equals_reference(seed, lengths, causal, pre_norm, gelu, padding, source, extras, left_pad):
+    rng = np.random.default_rng(seed)
+    model = random_model(rng, causal=causal, pre_norm=pre_norm, gelu_activation=gelu, n_langs=2 if extras else 1)
+    batch, seq_len = len(lengths), max(max(lengths), 1)
+    if padding == "none":
+        lengths = [seq_len] * batch
+    mask = np.arange(seq_len)[None, :] < np.array(lengths)[:, None]
+    if left_pad and padding == "mask":
+        mask = mask[:, ::-1]  # packable only when not causal; the fast path must decline it otherwise
+    inputs = {}
+    if source == "ids":
+        inputs["input_ids"] = np.where(mask, rng.integers(4, 50, size=(batch, seq_len)), model.config.pad_index)
+    else:
+        inputs["inputs_embeds"] = floats(rng, batch, seq_len, 32)
+    if padding == "mask":
+        inputs["attention_mask"] = mask.astype(np.float32)
+    elif padding == "lengths":
+        inputs["lengths"] = np.array(lengths)
+    if extras:
+        inputs["langs"] = rng.integers(0, 2, size=(batch, seq_len))
+        inputs["token_type_ids"] = rng.integers(0, 2, size=(batch, seq_len))
+        inputs["position_ids"] = rng.integers(0, 160, size=(batch, seq_len))
+    reference = encode(model.params, model.config, **inputs, output_hidden_states=True, use_kernels=False)
+    prepared = fast.prepare(model.params, model.config)
+    got = encode(model.params, model.config, **inputs, output_hidden_states=True, prepared=prepared)
+    for i, (ours, expected) in enumerate(zip(got[1], reference[1])):
+        scale = max(1.0, float(np.abs(expected).max()))
+        assert np.abs(ours - expected).max() <= 2e-5 * scale, f"hidden state {i}"
+    np.testing.assert_array_equal(got[0], got[1][-1])
+
+
+def test_fast_path_long_sequences_use_blas_attention():
+    """Sequences past fast.BLAS_ATTENTION_MIN_LENGTH take the BLAS + softmax-kernel route: same numbers."""
+    rng = np.random.default_rng(7)
+    for causal in (False, True):
+        model = random_model(rng, causal=causal)
+        lengths = [fast.BLAS_ATTENTION_MIN_LENGTH + 30, 5, fast.BLAS_ATTENTION_MIN_LENGTH]
+        seq_len = max(lengths)
+        mask = np.arange(seq_len)[None, :] < np.array(lengths)[:, None]
+        ids = np.where(mask, rng.integers(4, 50, size=(3, seq_len)), 2)
+        reference = encode(model.params, model.config, input_ids=ids, attention_mask=mask, use_kernels=False)[0]
+        got = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        assert np.abs(got - reference).max() <= 2e-5 * max(1.0, float(np.abs(reference).max()))
+
+
+def test_model_call_uses_the_fast_path_and_reuses_its_state():
+    rng = np.random.default_rng(3)
+    model = random_model(rng)
+    ids = rng.integers(4, 50, size=(2, 7))
+    first = model(input_ids=ids).last_hidden_state
+    state = model._fast
+    assert isinstance(state, fast.Prepared)
+    second = model(input_ids=ids).last_hidden_state
+    assert model._fast is state
+    np.testing.assert_array_equal(first, second)
+    assert first is not second  # outputs never alias the reused buffers
