@@ -18,6 +18,7 @@ _EXPORTS = {
     "FlaubertForQuestionAnsweringSimple": "heads",
     "FlaubertForQuestionAnswering": "heads",
     "FlaubertForMultipleChoice": "heads",
+    "pipeline": "pipelines",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 import urllib.error
@@ -185,7 +186,7 @@ def _check_sha256(path: Path, expected: str | None, final_name: str | None = Non
 def _say(progress: bool, message: str) -> None:
     """A one-line note for the user, silent like the progress bars when ``progress`` is off."""
     if progress:
-        tqdm.write(message)
+        tqdm.write(message, file=sys.stderr)  # stdout is for results (the CLI prints JSON there)
 
 
 # --- client 1: huggingface_hub ----------------------------------------------------------------------------------

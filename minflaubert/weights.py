@@ -120,7 +120,8 @@ def save_state_dict(state: dict[str, np.ndarray], folder: str | os.PathLike) -> 
     from safetensors.numpy import save_file
 
     Path(folder).mkdir(parents=True, exist_ok=True)
-    arrays = {name: np.ascontiguousarray(array) for name, array in state.items()}
+    # subtle: not np.ascontiguousarray, which turns a 0-d array into shape (1,)
+    arrays = {name: np.require(array, requirements='C') for name, array in state.items()}
     save_file(arrays, str(Path(folder) / SAFETENSORS_NAME), metadata={"format": "pt"})
 
 
