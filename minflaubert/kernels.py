@@ -12,6 +12,7 @@ import math
 import os
 
 import numba
+import numba.extending
 import numpy as np
 
 # Numba's threads must not spin while waiting: between two kernels, BLAS runs the GEMMs on the same cores, and
@@ -119,6 +120,39 @@ def _erf_f32(x):
     q = x2 * q + _B2
     q = x2 * q + _B0
     return x * p / q
+
+
+@numba.extending.intrinsic
+def _float_from_bits(typingctx, bits):  # reinterpret an int32 as the float32 with the same bits
+    from llvmlite import ir
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return numba.types.float32(numba.types.int32), codegen
+
+
+_LOG2E, _LN2_HI, _LN2_LO = np.float32(1.44269504088896341), np.float32(0.693359375), np.float32(-2.12194440e-4)
+_EXP_P = tuple(np.float32(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
+                                       1.6666665459e-1, 5.0000001201e-1))
+
+
+@numba.njit(inline="always", fastmath=_FAST)
+def _exp_f32(x):
+    """exp(x) for float32 x <= 0 (softmax's shifted scores), Cephes' expf: within 1-2 ulps, and it vectorises.
+
+    x = n ln2 + r with |r| <= ln2 / 2; exp(r) by a degree-7 polynomial; 2^n written straight into the exponent
+    bits. x is clamped at -87.3 (below, float32 exp is subnormal): the result is then 1e-38, not 0.
+    """
+    x = max(x, np.float32(-87.3))
+    n = math.floor(x * _LOG2E + np.float32(0.5))
+    r = x - n * _LN2_HI - n * _LN2_LO
+    p = _EXP_P[0] * r + _EXP_P[1]
+    p = p * r + _EXP_P[2]
+    p = p * r + _EXP_P[3]
+    p = p * r + _EXP_P[4]
+    p = p * r + _EXP_P[5]
+    p = p * r * r + r + np.float32(1.0)
+    return p * _float_from_bits(np.int32(n + np.float32(127.0)) << 23)
 
 
 @numba.njit(parallel=True, cache=True, fastmath=_FAST)
@@ -242,7 +276,7 @@ def _packed_attention_kernel(qkv, starts, lengths, n_heads, causal, context):
                 largest = max(largest, score)
             total = np.float32(0.0)
             for j in range(n_keys):
-                row[j] = math.exp(row[j] - largest)
+                row[j] = _exp_f32(row[j] - largest)
                 total += row[j]
             out = context[start + i]
             for d in range(head_dim):
@@ -278,7 +312,7 @@ def _scaled_softmax_kernel(scores, scale, causal):
             largest = max(largest, row[j])
         total = np.float32(0.0)
         for j in range(n_keys):
-            row[j] = math.exp(row[j] - largest)
+            row[j] = _exp_f32(row[j] - largest)
             total += row[j]
         for j in range(n_keys):
             row[j] /= total
