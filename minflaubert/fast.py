@@ -5,9 +5,9 @@ What changes (and why), against the readable path in ``model.py`` + ``layers.py`
 * **Only real tokens are computed.** The tokens of every sequence are *packed* one after another into a
   [tokens, dim] matrix, so padding never goes through a linear layer, the FFN or attention; each sequence attends
   to its own tokens only. Padded positions are written back as zeros at the end, as the reference keeps them.
-* **Few, large GEMMs.** Queries, keys and values come out of one GEMM against a fused [3 dim, dim] weight built
-  once (``prepare``); all matrix products go to NumPy's BLAS (``np.matmul(..., out=)``), which is far faster than
-  any loop we could write.
+* **BLAS for every matrix product** (``np.matmul(..., out=)`` into preallocated buffers), far faster than any
+  loop we could write. Queries, keys and values land side by side in one [tokens, 3 dim] buffer (three GEMMs into
+  its column blocks, or one against a fused weight with ``prepare(..., fuse_qkv=True)``: it costs a copy).
 * **Fused elementwise passes** (Numba, ``kernels.py``): bias + GELU in place, bias + residual + LayerNorm in one
   pass, attention's scale + mask + softmax in one pass.
 * **Preallocated buffers**, reused from call to call; float32 everywhere.
@@ -32,14 +32,16 @@ BLAS_ATTENTION_MIN_LENGTH = 48
 class Prepared:
     """Per-model state of the fast path: fused weights (built once) and reusable work buffers."""
 
-    def __init__(self, params: dict, config):
+    def __init__(self, params: dict, config, fuse_qkv: bool = False):
         self.config = config
         self.layers = []
         for i in range(config.n_layers):
             attention = params["attentions"][i]
             q, k, v = attention["q_lin"], attention["k_lin"], attention["v_lin"]
+            weights = [q["weight"], k["weight"], v["weight"]]
             self.layers.append(dict(
-                qkv_weight=np.concatenate([q["weight"], k["weight"], v["weight"]]),  # [3 dim, dim], one copy
+                # one [3 dim, dim] GEMM (a copy of the three matrices) or three into column blocks (no copy)
+                qkv_weights=[np.concatenate(weights)] if fuse_qkv else weights,
                 qkv_bias=np.concatenate([q["bias"], k["bias"], v["bias"]]),
                 out_weight=attention["out_lin"]["weight"], out_bias=attention["out_lin"]["bias"],
                 lin1_weight=params["ffns"][i]["lin1"]["weight"], lin1_bias=params["ffns"][i]["lin1"]["bias"],
@@ -59,8 +61,10 @@ class Prepared:
         return storage[:size].reshape(shape)
 
 
-def prepare(params: dict, config) -> Prepared:
-    return Prepared(params, config)
+def prepare(params: dict, config, fuse_qkv: bool = False) -> Prepared:
+    """The fast path's state for one model. ``fuse_qkv`` builds one [3 dim, dim] q/k/v weight per layer (one GEMM
+    instead of three: a little faster for short inputs, but 85 MB more resident memory for flaubert_base)."""
+    return Prepared(params, config, fuse_qkv)
 
 
 def packable(config, mask: np.ndarray) -> bool:
@@ -118,7 +122,9 @@ def encode(prepared: Prepared, config, mask, input_ids=None, inputs_embeds=None,
         # attention
         if config.pre_norm:
             kernels.layer_norm(x, *layer["norm1"], eps, out=normed)
-        np.matmul(normed, layer["qkv_weight"].T, out=qkv)
+        width = qkv.shape[1] // len(layer["qkv_weights"])
+        for part, weight in enumerate(layer["qkv_weights"]):
+            np.matmul(normed, weight.T, out=qkv[:, part * width:(part + 1) * width])
         kernels.add_bias(qkv, layer["qkv_bias"])
         _attention(qkv, starts, lengths, n_heads, config.causal, context, prepared)
         np.matmul(context, layer["out_weight"].T, out=projected)

@@ -112,7 +112,10 @@ class FlaubertPreTrainedModel:
             raise TypeError(f"config must be a FlaubertConfig, got {type(config).__name__}")
         self.config = config
         shapes = self.expected_shapes(config)
-        fresh = init_weights(shapes, config, seed)
+        # Random weights only for what ``weights`` lacks: drawing all of them (the 68k-word table included) would
+        # cost seconds and the memory of a second model on every from_pretrained.
+        missing = shapes if weights is None else {name: shape for name, shape in shapes.items() if name not in weights}
+        fresh = init_weights(missing, config, seed)
         self.weights = fresh if weights is None else {**fresh, **weights}
         self.use_kernels = True
         self.setup()
