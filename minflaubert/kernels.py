@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import types
 
 import numba
 import numba.extending
@@ -105,6 +106,29 @@ _A1, _A3, _A5, _A7, _A9, _A11, _A13 = (np.float32(a) for a in _ERF_ALPHA)
 _B8, _B6, _B4, _B2, _B0 = (np.float32(b) for b in _ERF_BETA)
 
 
+# Below this much work (elements touched, or multiply-adds for attention) a kernel runs on one core: waking
+# Numba's worker threads costs ~0.1-0.15 ms a call (measured, workqueue layer), more than a 16-token input's
+# elementwise pass takes. 1x16 through flaubert_base: 70 ms with every kernel parallel, 56 ms on one core.
+SERIAL_BELOW = 1 << 17
+
+
+class _ParallelKernel:
+    """A ``prange`` loop compiled twice: across the cores, and as a plain loop for small inputs.
+
+    Call it as ``kernel(work, *arguments)``; ``work`` picks the version.
+    """
+
+    def __init__(self, loop):
+        self.parallel = numba.njit(parallel=True, cache=True, fastmath=_FAST)(loop)
+        # subtle: the on-disk cache is keyed by the function's name, so the one-core copy needs a name of its own
+        one_core = types.FunctionType(loop.__code__, loop.__globals__, loop.__name__ + "_one_core")
+        one_core.__qualname__ = loop.__qualname__ + "_one_core"
+        self.serial = numba.njit(cache=True, fastmath=_FAST)(one_core)
+
+    def __call__(self, work, *arguments):
+        return (self.serial if work < SERIAL_BELOW else self.parallel)(*arguments)
+
+
 @numba.njit(inline="always", fastmath=_FAST)
 def _erf_f32(x):
     x = min(max(x, np.float32(-4.0)), np.float32(4.0))
@@ -155,7 +179,7 @@ def _exp_f32(x):
     return p * _float_from_bits(np.int32(n + np.float32(127.0)) << 23)
 
 
-@numba.njit(parallel=True, cache=True, fastmath=_FAST)
+@_ParallelKernel
 def _bias_gelu_kernel(y, bias):  # y [rows, hidden] <- gelu(y + bias), in place
     rows, width = y.shape
     for r in numba.prange(rows):
@@ -166,11 +190,11 @@ def _bias_gelu_kernel(y, bias):  # y [rows, hidden] <- gelu(y + bias), in place
 
 def bias_gelu(y, bias):
     """In place: y <- gelu(y + bias) (twin: ``layers.gelu(y + bias)``). y float32 C-contiguous [rows, hidden]."""
-    _bias_gelu_kernel(y, bias)
+    _bias_gelu_kernel(y.size, y, bias)
     return y
 
 
-@numba.njit(parallel=True, cache=True, fastmath=_FAST)
+@_ParallelKernel
 def _add_bias_kernel(y, bias):  # y [rows, width] += bias
     rows, width = y.shape
     for r in numba.prange(rows):
@@ -180,7 +204,7 @@ def _add_bias_kernel(y, bias):  # y [rows, width] += bias
 
 def add_bias(y, bias):
     """In place: y <- y + bias (the bias half of ``layers.linear``)."""
-    _add_bias_kernel(y, bias)
+    _add_bias_kernel(y.size, y, bias)
     return y
 
 
@@ -201,7 +225,7 @@ def _normalise_row(row, gamma, beta, eps, out):
         out[c] = (row[c] - mean) / std * gamma[c] + beta[c]
 
 
-@numba.njit(parallel=True, cache=True, fastmath=_FAST)
+@_ParallelKernel
 def _layer_norm_kernel(x, gamma, beta, eps, out):
     for r in numba.prange(x.shape[0]):
         _normalise_row(x[r], gamma, beta, eps, out[r])
@@ -210,11 +234,11 @@ def _layer_norm_kernel(x, gamma, beta, eps, out):
 def layer_norm(x, gamma, beta, eps, out=None):
     """LayerNorm of each row of x [rows, dim] into ``out`` (may be x). Twin: ``layers.layer_norm``."""
     out = np.empty_like(x) if out is None else out
-    _layer_norm_kernel(x, gamma, beta, np.float32(eps), out)
+    _layer_norm_kernel(x.size, x, gamma, beta, np.float32(eps), out)
     return out
 
 
-@numba.njit(parallel=True, cache=True, fastmath=_FAST)
+@_ParallelKernel
 def _residual_layer_norm_kernel(x, y, bias, gamma, beta, eps, out):
     rows, dim = x.shape
     for r in numba.prange(rows):
@@ -230,11 +254,11 @@ def residual_layer_norm(x, y, bias, gamma, beta, eps, out=None):
     Twin: ``layers.residual_layer_norm``.
     """
     out = np.empty_like(x) if out is None else out
-    _residual_layer_norm_kernel(x, y, bias, gamma, beta, np.float32(eps), out)
+    _residual_layer_norm_kernel(x.size, x, y, bias, gamma, beta, np.float32(eps), out)
     return out
 
 
-@numba.njit(parallel=True, cache=True, fastmath=_FAST)
+@_ParallelKernel
 def _add_residual_kernel(x, y, bias):  # x += y + bias
     rows, dim = x.shape
     for r in numba.prange(rows):
@@ -244,11 +268,11 @@ def _add_residual_kernel(x, y, bias):  # x += y + bias
 
 def add_residual(x, y, bias):
     """In place: x <- x + (y + bias), the pre-norm residual step."""
-    _add_residual_kernel(x, y, bias)
+    _add_residual_kernel(x.size, x, y, bias)
     return x
 
 
-@numba.njit(parallel=True, cache=True, fastmath=_FAST)
+@_ParallelKernel
 def _packed_attention_kernel(qkv, starts, lengths, n_heads, causal, context):
     # qkv [tokens, 3 dim]: each token's query, key and value side by side; sequence s owns rows
     # starts[s] .. starts[s] + lengths[s]. One task per (sequence, head); scores live in one row buffer.
@@ -294,11 +318,12 @@ def packed_attention(qkv, starts, lengths, n_heads, causal, context):
     Each sequence attends only to its own tokens (all of them, or those up to the query when ``causal``): the same
     numbers as ``layers.scaled_dot_product_attention`` on the padded batch, at the real positions.
     """
-    _packed_attention_kernel(qkv, starts, lengths, n_heads, causal, context)
+    work = int(np.square(lengths).sum()) * context.shape[1]  # multiply-adds of the scores
+    _packed_attention_kernel(work, qkv, starts, lengths, n_heads, causal, context)
     return context
 
 
-@numba.njit(parallel=True, cache=True, fastmath=_FAST)
+@_ParallelKernel
 def _scaled_softmax_kernel(scores, scale, causal):
     # scores [heads, q, k] <- softmax(scale * scores) over k, in place; causal rows end at the diagonal (the rest 0)
     n_heads, q_len, k_len = scores.shape
@@ -323,5 +348,5 @@ def _scaled_softmax_kernel(scores, scale, causal):
 def scaled_softmax(scores, scale, causal):
     """In place over the last axis of scores [heads, q, k]: softmax(scale * scores), keys after the query masked
     when ``causal``. Twin: ``layers.softmax`` of the masked, scaled scores."""
-    _scaled_softmax_kernel(scores, np.float32(scale), causal)
+    _scaled_softmax_kernel(scores.size, scores, np.float32(scale), causal)
     return scores

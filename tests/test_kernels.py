@@ -8,6 +8,7 @@ No timing here: speed is measured by benchmarks/.
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -21,6 +22,15 @@ def floats(rng, *shape, scale=1.0):
 
 
 seeds = st.integers(0, 2**32 - 1)
+
+
+@pytest.fixture(scope="module", autouse=True, params=["across the cores", "on one core"])
+def kernel_version(request):
+    """Every kernel is compiled twice (kernels._ParallelKernel): run this whole file against each version."""
+    saved = kernels.SERIAL_BELOW
+    kernels.SERIAL_BELOW = 0 if request.param == "across the cores" else 2**62
+    yield request.param
+    kernels.SERIAL_BELOW = saved
 
 
 @given(seeds, st.integers(1, 40), st.integers(1, 300), st.sampled_from([0.1, 1.0, 3.0, 10.0]))
