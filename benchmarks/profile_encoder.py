@@ -55,7 +55,7 @@ def main():
     def matmul(a, b, out=None):  # name the GEMM by its output width / operands
         if a.ndim == 3:
             group = "attention scores q k^T" if b.strides[-2] < b.strides[-1] else "attention weights x v"
-        elif out.shape[1] == 3 * a.shape[1]:
+        elif out.shape[1] == 3 * a.shape[1] or not out.flags.c_contiguous:  # fused, or a column block of qkv
             group = "GEMM q/k/v"
         elif out.shape[1] > a.shape[1]:
             group = "GEMM lin1"
