@@ -13,13 +13,9 @@ from minflaubert.config import FlaubertConfig
 from minflaubert.heads import sequence_summary
 from test_heads import TOP_K, assert_equal_up_to_ties
 
-TINY = dict(vocab_size=99, emb_dim=32, n_layers=2, n_heads=4, max_position_embeddings=64)
-RNG = np.random.default_rng(0)
-IDS = RNG.integers(4, 99, size=(3, 9))
-PADDED = IDS.copy()
-PADDED[1, 6:], PADDED[2, 3:] = 2, 2  # right padding with pad_index 2
-MASK = (PADDED != 2).astype(np.int64)
-ALL_OUT = dict(output_hidden_states=True, output_attentions=True)
+from test_parity_encoder import ALL_OUT, IDS, MASK, PADDED, TINY  # the same inputs as the encoder's parity
+
+RNG = np.random.default_rng(1)
 BASE = dict(input_ids=PADDED, attention_mask=MASK)
 TOKEN_LABELS = RNG.integers(0, 3, size=(3, 9))
 TOKEN_LABELS[MASK == 0] = -100
