@@ -7,7 +7,6 @@ their checkpoint names, ``from_pretrained`` and ``save_pretrained``.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -112,11 +111,11 @@ class FlaubertPreTrainedModel:
             raise TypeError(f"config must be a FlaubertConfig, got {type(config).__name__}")
         self.config = config
         shapes = self.expected_shapes(config)
+        weights = weights or {}
         # Random weights only for what ``weights`` lacks: drawing all of them (the 68k-word table included) would
         # cost seconds and the memory of a second model on every from_pretrained.
-        missing = shapes if weights is None else {name: shape for name, shape in shapes.items() if name not in weights}
-        fresh = init_weights(missing, config, seed)
-        self.weights = fresh if weights is None else {**fresh, **weights}
+        missing = {name: shape for name, shape in shapes.items() if name not in weights}
+        self.weights = {**init_weights(missing, config, seed), **weights}
         self.use_kernels = True
         self.setup()
 
@@ -136,7 +135,9 @@ class FlaubertPreTrainedModel:
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, **config_overrides):
         """Load a folder written by ``save_pretrained`` (ours or transformers'), or a registry name."""
-        folder = _resolve(folder)
+        from .hub import resolve_name  # a folder as given, or a registry name -> weights/NAME
+
+        folder = resolve_name(folder)
         config = FlaubertConfig.from_pretrained(folder)
         if config_overrides:
             config = FlaubertConfig.from_dict({**config.to_dict(), **config_overrides})
@@ -175,7 +176,7 @@ class FlaubertPreTrainedModel:
         output_attentions = inputs.pop("output_attentions", None)
         output_hidden_states = inputs.pop("output_hidden_states", None)
         checked = encoder_inputs(self.config, **inputs)
-        if self.use_kernels and getattr(self, "_fast", None) is None:
+        if self.use_kernels and self._fast is None:
             self._fast = fast.prepare(self.params, self.config)
         return encode(self.params, self.config, **checked, output_attentions=bool(output_attentions),
                       output_hidden_states=bool(output_hidden_states), use_kernels=self.use_kernels,
@@ -185,18 +186,6 @@ class FlaubertPreTrainedModel:
         c = self.config
         return (f"{type(self).__name__}(emb_dim={c.emb_dim}, n_layers={c.n_layers}, n_heads={c.n_heads}, "
                 f"vocab_size={c.vocab_size}, pre_norm={c.pre_norm}, parameters={self.num_parameters():,})")
-
-
-def _resolve(folder) -> Path:
-    """A folder path as given, or a registry name (flaubert_base_cased...) -> its local folder."""
-    path = Path(folder)
-    if path.is_dir():
-        return path
-    try:
-        from .hub import resolve_name
-    except ImportError:
-        raise OSError(f"checkpoint folder not found: {folder}") from None
-    return resolve_name(folder)
 
 
 class FlaubertModel(FlaubertPreTrainedModel):
