@@ -87,13 +87,22 @@ def load_state_dict(folder: str | os.PathLike) -> dict[str, np.ndarray]:
         return read_safetensors(folder / SAFETENSORS_NAME)
     if (folder / SAFETENSORS_INDEX_NAME).is_file():
         return _read_sharded(folder / SAFETENSORS_INDEX_NAME, read_safetensors)
+    state = read_torch_checkpoint(folder)
+    if state is None:
+        raise OSError(f"no weights in {folder}: expected {SAFETENSORS_NAME}, {SAFETENSORS_INDEX_NAME} or "
+                      f"{TORCH_BIN_NAME}")
+    return state
+
+
+def read_torch_checkpoint(folder: Path) -> dict[str, np.ndarray] | None:
+    """The tensors of ``pytorch_model.bin`` (or its shards), read without torch; None if the folder has neither."""
     from .torch_pickle import load_torch_bin  # only needed for .bin checkpoints
 
     if (folder / TORCH_BIN_NAME).is_file():
         return load_torch_bin(folder / TORCH_BIN_NAME)
     if (folder / TORCH_BIN_INDEX_NAME).is_file():
         return _read_sharded(folder / TORCH_BIN_INDEX_NAME, load_torch_bin)
-    raise OSError(f"no weights in {folder}: expected {SAFETENSORS_NAME}, {SAFETENSORS_INDEX_NAME} or {TORCH_BIN_NAME}")
+    return None
 
 
 def _read_sharded(index_path: Path, read) -> dict[str, np.ndarray]:
@@ -116,13 +125,17 @@ def _read_sharded(index_path: Path, read) -> dict[str, np.ndarray]:
 
 # ------------------------------------------------------------------------------------------------ writing
 def save_state_dict(state: dict[str, np.ndarray], folder: str | os.PathLike) -> None:
-    """Write ``model.safetensors`` in the layout transformers reads (metadata format "pt")."""
-    from safetensors.numpy import save_file
+    """Write ``model.safetensors`` in the layout transformers reads (metadata format "pt").
 
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    # subtle: not np.ascontiguousarray, which turns a 0-d array into shape (1,)
-    arrays = {name: np.require(array, requirements='C') for name, array in state.items()}
-    save_file(arrays, str(Path(folder) / SAFETENSORS_NAME), metadata={"format": "pt"})
+    subtle: written under a temporary name, then renamed. Overwriting in place would truncate the very file that
+    the arrays of a model loaded from this folder are memory-mapped from (reading them would then crash); a rename
+    leaves the old file alive for those maps, and never shows a half-written file under the final name.
+    """
+    target = Path(folder) / SAFETENSORS_NAME
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + ".part")
+    write_safetensors(state, part, progress=False)
+    os.replace(part, target)
 
 
 # ----------------------------------------------------------------------------------------- names and shapes
@@ -213,16 +226,11 @@ def convert_checkpoint(folder: str | os.PathLike, output: str | os.PathLike | No
     """
     import shutil
 
-    from .torch_pickle import load_torch_bin
-
     folder = Path(folder)
     output = Path(output) if output is not None else folder
     target = output / SAFETENSORS_NAME
-    if (folder / TORCH_BIN_NAME).is_file():
-        state = load_torch_bin(folder / TORCH_BIN_NAME)
-    elif (folder / TORCH_BIN_INDEX_NAME).is_file():
-        state = _read_sharded(folder / TORCH_BIN_INDEX_NAME, load_torch_bin)
-    else:
+    state = read_torch_checkpoint(folder)
+    if state is None:
         raise OSError(f"nothing to convert in {folder}: no {TORCH_BIN_NAME} or {TORCH_BIN_INDEX_NAME}")
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists (pass overwrite=True, or --overwrite, to replace it)")

@@ -80,3 +80,16 @@ def test_encoder_from_head_checkpoint_and_back(tmp_path):
                                   head(IDS % 99, output_hidden_states=True).hidden_states[-1])
     with pytest.warns(UserWarning, match="initialised at random: .*classifier.weight"):
         minflaubert.FlaubertForTokenClassification.from_pretrained(REPO / "tests/fixtures/tiny-model")
+
+
+def test_save_into_the_folder_it_was_loaded_from(tmp_path):
+    """The loaded weights are memory-mapped from model.safetensors: saving over it must not pull it from under them."""
+    model = minflaubert.FlaubertWithLMHeadModel.from_pretrained(REPO / "tests/fixtures/tiny-lm")
+    model.save_pretrained(tmp_path)
+    model = minflaubert.FlaubertWithLMHeadModel.from_pretrained(tmp_path)
+    before = model(IDS % 99).logits
+    model.save_pretrained(tmp_path)  # over the file its own arrays map
+    np.testing.assert_array_equal(model(IDS % 99).logits, before)
+    np.testing.assert_array_equal(minflaubert.FlaubertWithLMHeadModel.from_pretrained(tmp_path)(IDS % 99).logits,
+                                  before)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
