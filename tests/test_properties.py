@@ -150,7 +150,10 @@ def test_incremental_decoding_equals_the_whole_sequence(data):
     for end in [*cuts, length]:
         pieces.append(hidden(model, ids[:, :end], cache=cache))
     assert [p.shape[1] for p in pieces] == np.diff([0, *cuts, length]).tolist()
-    np.testing.assert_allclose(np.concatenate(pieces, axis=1), hidden(model, ids), **TOLERANCE)
+    # subtle: the whole sequence through the same (readable) path the cache uses; asking for attentions selects it.
+    # The fast packed path is held to the readable one by its own properties.
+    whole = model(ids, output_attentions=True).last_hidden_state
+    np.testing.assert_allclose(np.concatenate(pieces, axis=1), whole, **TOLERANCE)
     assert cache["slen"] == length
 
 
@@ -234,8 +237,11 @@ def test_packed_attention_kernel_equals_numpy(data):
     q, k, v = (layers.split_heads(padded[..., i * dim:(i + 1) * dim], n_heads) for i in range(3))
     expected, _ = layers.scaled_dot_product_attention(q, k, v, layers.attention_mask_matrix(real, causal) & real[:, None, :])
     expected = layers.merge_heads(expected)
+    # The bound scales with the values, as the parity standard does: at scale 10 scores reach ~250, whose float32
+    # rounding (~1.5e-5) alone moves a context by up to ~1e-4, whichever order the dot products are summed in.
+    atol = 1e-5 * max(1.0, float(np.abs(expected).max()))
     for s, (start, n) in enumerate(zip(starts, lengths)):
-        np.testing.assert_allclose(context[start:start + n], expected[s, :n], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(context[start:start + n], expected[s, :n], rtol=1e-4, atol=atol)
 
 
 @given(st.data())
