@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from . import kernels
+from . import kernels, layers
 
 # Attention of sequences at least this long goes through BLAS (scores, then a fused softmax kernel, then the
 # weighted sum); shorter ones through the single Numba kernel, where BLAS calls would cost more than they save.
@@ -92,22 +92,17 @@ def encode(prepared: Prepared, config, mask, input_ids=None, inputs_embeds=None,
     def packed(array):  # [batch, seq, ...] -> [tokens, ...]
         return array.reshape(batch * seq_len, *array.shape[2:]) if full else array[rows, cols]
 
-    # embeddings: word (or given) + position (+ language) (+ token type: the word table), then LayerNorm
-    x = prepared.buffer("x", n_tokens, dim)
-    if inputs_embeds is None:
-        np.take(params["embeddings"]["weight"], packed(input_ids), axis=0, out=x)
-    else:
-        x[:] = packed(inputs_embeds)
+    # embeddings: the readable function itself, on the packed tokens ([tokens] ids -> [tokens, dim])
+    def packed_or_none(array):
+        return None if array is None else packed(array)
+
     if position_ids is None:
         positions = np.tile(np.arange(seq_len), batch) if full else cols
     else:
         positions = packed(position_ids)
-    x += params["position_embeddings"]["weight"][positions]
-    if langs is not None and "lang_embeddings" in params:
-        x += params["lang_embeddings"]["weight"][packed(langs)]
-    if token_type_ids is not None:
-        x += params["embeddings"]["weight"][packed(token_type_ids)]
-    kernels.layer_norm(x, *_norm(params["layer_norm_emb"]), eps, out=x)
+    x = prepared.buffer("x", n_tokens, dim)
+    x[:] = layers.embed(params, config.layer_norm_eps, packed_or_none(input_ids), packed_or_none(inputs_embeds),
+                        positions, packed_or_none(langs), packed_or_none(token_type_ids))
 
     hidden_states = []
     qkv = prepared.buffer("qkv", n_tokens, 3 * dim)
@@ -149,10 +144,6 @@ def encode(prepared: Prepared, config, mask, input_ids=None, inputs_embeds=None,
     if output_hidden_states:
         hidden_states.append(last)
     return last, (tuple(hidden_states) if output_hidden_states else None)
-
-
-def _norm(p):
-    return p["weight"], p["bias"]
 
 
 def _unpack(x, batch, seq_len, full, rows, cols):
