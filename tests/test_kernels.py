@@ -33,6 +33,20 @@ def kernel_version(request):
     kernels.SERIAL_BELOW = saved
 
 
+def assert_layer_norm_close(got, expected, inputs, gamma):
+    """got == expected within rtol 1e-5, atol 2e-5, plus what float32 cannot resolve in that row.
+
+    subtle: a row like [1.5987, 1.5981] has a spread 1/5,500 of its values. Any float32 LayerNorm (this kernel,
+    NumPy's, torch's) rounds the mean to ~1e-7, ~4e-4 of the centred values; the allowance below is that rounding,
+    amplified by 1 / std of the row: under 1e-6 for ordinary rows.
+    """
+    inputs = inputs.astype(np.float64)
+    conditioning = np.abs(inputs).max(axis=-1, keepdims=True) / np.maximum(inputs.std(axis=-1, keepdims=True), 1e-30)
+    atol = 2e-5 + 4 * np.finfo(np.float32).eps * conditioning * np.abs(gamma)
+    excess = np.abs(got.astype(np.float64) - expected) - (atol + 1e-5 * np.abs(expected))
+    assert (excess <= 0).all(), f"exceeds the bound by up to {excess.max():.3g} at {np.argwhere(excess > 0)[:3]}"
+
+
 @given(seeds, st.integers(1, 40), st.integers(1, 300), st.sampled_from([0.1, 1.0, 3.0, 10.0]))
 def test_bias_gelu_equals_gelu_of_sum(seed, rows, width, scale):
     rng = np.random.default_rng(seed)
@@ -54,8 +68,8 @@ def test_layer_norm(seed, rows, dim, eps, scale):
     rng = np.random.default_rng(seed)
     x, gamma, beta = floats(rng, rows, dim, scale=scale) + np.float32(scale), floats(rng, dim), floats(rng, dim)
     expected = layers.layer_norm(x, {"weight": gamma, "bias": beta}, eps)
-    np.testing.assert_allclose(kernels.layer_norm(x, gamma, beta, eps), expected, rtol=1e-5, atol=2e-5)
-    np.testing.assert_allclose(kernels.layer_norm(x.copy(), gamma, beta, eps, out=x), expected, rtol=1e-5, atol=2e-5)
+    assert_layer_norm_close(kernels.layer_norm(x, gamma, beta, eps), expected, x, gamma)
+    assert_layer_norm_close(kernels.layer_norm(x.copy(), gamma, beta, eps, out=x.copy()), expected, x, gamma)
 
 
 @given(seeds, st.integers(1, 30), st.integers(2, 200), st.sampled_from([1e-12, 1e-5]))
@@ -63,11 +77,11 @@ def test_residual_layer_norm(seed, rows, dim, eps):
     rng = np.random.default_rng(seed)
     x, y, bias, gamma, beta = floats(rng, rows, dim), floats(rng, rows, dim), *(floats(rng, dim) for _ in range(3))
     expected = layers.residual_layer_norm(x, y + bias, {"weight": gamma, "bias": beta}, eps)
-    np.testing.assert_allclose(kernels.residual_layer_norm(x, y, bias, gamma, beta, eps), expected,
-                               rtol=1e-5, atol=2e-5)
+    summed = x + (y + bias)
+    assert_layer_norm_close(kernels.residual_layer_norm(x, y, bias, gamma, beta, eps), expected, summed, gamma)
     in_place = x.copy()
     kernels.residual_layer_norm(in_place, y, bias, gamma, beta, eps, out=in_place)
-    np.testing.assert_allclose(in_place, expected, rtol=1e-5, atol=2e-5)
+    assert_layer_norm_close(in_place, expected, summed, gamma)
 
 
 @given(seeds, st.integers(1, 30), st.integers(2, 50))
