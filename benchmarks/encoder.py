@@ -114,7 +114,8 @@ def main():
     ours = FlaubertModel.from_pretrained(folder)
     session = None if args.no_onnx else onnx_session(reference, folder, args.threads)
     limit = sgemm_limit()
-    print(f"threads {args.threads}, runs {args.runs}, sgemm limit {limit:.0f} GFLOP/s (NumPy BLAS, 512x768x3072)")
+    print(f"threads {args.threads}, runs {args.runs}, sgemm limit {limit:.0f} GFLOP/s (NumPy BLAS, 512x768x3072), "
+          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
 
     def run_torch(inputs):
         with torch.inference_mode():

@@ -52,14 +52,14 @@ def main():
                 totals[group] += time.perf_counter() - start
         return wrapper
 
-    def matmul(a, b, out=None):  # name the GEMM by its output width / operands
+    def matmul(a, b, out=None):  # name the GEMM by its operands (fast.py is feature-major: out = W @ X)
         if a.ndim == 3:
-            group = "attention scores q k^T" if b.strides[-2] < b.strides[-1] else "attention weights x v"
-        elif out.shape[1] == 3 * a.shape[1] or not out.flags.c_contiguous:  # fused, or a column block of qkv
+            group = "attention scores q k^T" if a.strides[-2] < a.strides[-1] else "attention weights x v"
+        elif np.may_share_memory(out, model._fast._buffers["qkv"]):  # (a row block of) the q/k/v buffer
             group = "GEMM q/k/v"
-        elif out.shape[1] > a.shape[1]:
+        elif a.shape[0] > a.shape[1]:
             group = "GEMM lin1"
-        elif a.shape[1] > out.shape[1]:
+        elif a.shape[1] > a.shape[0]:
             group = "GEMM lin2"
         else:
             group = "GEMM out_lin"

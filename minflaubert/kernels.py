@@ -91,9 +91,9 @@ def gelu(x):
 
 
 # ============================================================================ kernels of the fast encoder (fast.py)
-# The fast encoder works on *packed* rows: the real tokens of every sequence one after another, [tokens, dim], so
-# padding is never computed. Every kernel below is row-parallel and float32 in, float32 out; each has a plain-NumPy
-# twin in ``layers.py`` and tests/test_kernels.py holds them to it.
+# The fast encoder works on *packed* tokens: the real tokens of every sequence one after another, so padding is
+# never computed. Every kernel below is float32 in, float32 out; each has a plain-NumPy twin in ``layers.py`` and
+# tests/test_kernels.py holds them to it.
 _FAST = {"contract", "reassoc", "nsz", "arcp"}  # enough licence to vectorise the row loops; no finite-math tricks
 
 # erf(x) for float32 as a rational polynomial (Eigen's and XLA's ``generic_fast_erf_float``): within a few float32
@@ -179,146 +179,187 @@ def _exp_f32(x):
     return p * _float_from_bits(np.int32(n + np.float32(127.0)) << 23)
 
 
+# Every array below is feature-major: [features, tokens], one row per feature, the tokens along the row. (Why: a
+# linear layer is then ``W @ X``, which OpenBLAS runs faster than ``X @ W.T``; see fast.py.) A bias is one number
+# per row, and LayerNorm normalises each *column*.
 @_ParallelKernel
-def _bias_gelu_kernel(y, bias):  # y [rows, hidden] <- gelu(y + bias), in place
-    rows, width = y.shape
+def _bias_gelu_kernel(y, bias):  # y [hidden, tokens] <- gelu(y + bias[:, None]), in place
+    rows, tokens = y.shape
     for r in numba.prange(rows):
-        for c in range(width):
-            value = y[r, c] + bias[c]
-            y[r, c] = np.float32(0.5) * value * (np.float32(1.0) + _erf_f32(value * _SQRT_HALF))
+        for t in range(tokens):
+            value = y[r, t] + bias[r]
+            y[r, t] = np.float32(0.5) * value * (np.float32(1.0) + _erf_f32(value * _SQRT_HALF))
 
 
 def bias_gelu(y, bias):
-    """In place: y <- gelu(y + bias) (twin: ``layers.gelu(y + bias)``). y float32 C-contiguous [rows, hidden]."""
+    """In place: y <- gelu(y + bias[:, None]) (twin: ``layers.gelu(y.T + bias).T``). y float32 [hidden, tokens]."""
     _bias_gelu_kernel(y.size, y, bias)
     return y
 
 
 @_ParallelKernel
-def _add_bias_kernel(y, bias):  # y [rows, width] += bias
-    rows, width = y.shape
+def _add_bias_kernel(y, bias):  # y [rows, tokens] += bias[:, None]
+    rows, tokens = y.shape
     for r in numba.prange(rows):
-        for c in range(width):
-            y[r, c] += bias[c]
+        for t in range(tokens):
+            y[r, t] += bias[r]
 
 
 def add_bias(y, bias):
-    """In place: y <- y + bias (the bias half of ``layers.linear``)."""
+    """In place: y <- y + bias[:, None] (the bias half of ``layers.linear``, feature-major)."""
     _add_bias_kernel(y.size, y, bias)
     return y
 
 
+# LayerNorm normalises columns. Each thread takes one block of whole columns (tokens), and every pass runs along
+# its rows, contiguous and vectorised across tokens. Blocks of at least MIN_BLOCK tokens: narrower ones make rows of
+# a few cache lines, one row apart in memory, which the caches handle badly (measured 2-3x slower with 32 tokens).
+MIN_BLOCK = 64
+
+
+def _column_blocks(tokens):
+    """How many blocks of columns to share between the threads."""
+    return max(1, min(numba.get_num_threads(), tokens // MIN_BLOCK))
+
+
 @numba.njit(inline="always", fastmath=_FAST)
-def _normalise_row(row, gamma, beta, eps, out):
-    # mean and (biased) variance accumulated in float64, the normalisation itself in float32 as the reference
-    dim = row.size
-    total = 0.0
+def _normalise_columns(x, gamma, beta, eps, out, t0, t1):
+    # out[:, t0:t1] <- LayerNorm of each column of x[:, t0:t1] (x and out may be the same array): one pass for the
+    # statistics, one to normalise, as the float32 reference: mean, then (x - mean) / sqrt(variance + eps).
+    # subtle: the variance is E[x^2] - mean^2, which cancels catastrophically in float32 but not in float64
+    # (2^-52 relative, amplified by mean^2 / variance: harmless below |mean| / std ~ 1e5, beyond float32's reach).
+    dim, width = x.shape[0], t1 - t0
+    total = np.zeros(width, dtype=np.float64)
+    squares = np.zeros(width, dtype=np.float64)
     for c in range(dim):
-        total += row[c]
-    mean = np.float32(total / dim)
-    squares = 0.0
+        row = x[c, t0:t1]
+        for t in range(width):
+            value = np.float64(row[t])
+            total[t] += value
+            squares[t] += value * value
+    mean = np.empty(width, dtype=np.float32)
+    std = np.empty(width, dtype=np.float32)
+    for t in range(width):
+        average = total[t] / dim
+        mean[t] = np.float32(average)
+        std[t] = np.float32(math.sqrt(np.float32(max(squares[t] / dim - average * average, 0.0)) + eps))
     for c in range(dim):
-        centred = row[c] - mean
-        squares += centred * centred
-    std = np.float32(math.sqrt(np.float32(squares / dim) + eps))
-    for c in range(dim):
-        out[c] = (row[c] - mean) / std * gamma[c] + beta[c]
+        row, normed, scale, shift = x[c, t0:t1], out[c, t0:t1], gamma[c], beta[c]
+        for t in range(width):
+            normed[t] = (row[t] - mean[t]) / std[t] * scale + shift
 
 
 @_ParallelKernel
-def _layer_norm_kernel(x, gamma, beta, eps, out):
-    for r in numba.prange(x.shape[0]):
-        _normalise_row(x[r], gamma, beta, eps, out[r])
+def _layer_norm_kernel(x, gamma, beta, eps, out, blocks):
+    tokens = x.shape[1]
+    for block in numba.prange(blocks):
+        _normalise_columns(x, gamma, beta, eps, out, block * tokens // blocks, (block + 1) * tokens // blocks)
 
 
 def layer_norm(x, gamma, beta, eps, out=None):
-    """LayerNorm of each row of x [rows, dim] into ``out`` (may be x). Twin: ``layers.layer_norm``."""
+    """LayerNorm of each column of x [dim, tokens] into ``out`` (may be x). Twin: ``layers.layer_norm(x.T).T``."""
     out = np.empty_like(x) if out is None else out
-    _layer_norm_kernel(x.size, x, gamma, beta, np.float32(eps), out)
+    _layer_norm_kernel(x.size, x, gamma, beta, np.float32(eps), out, _column_blocks(x.shape[1]))
     return out
 
 
 @_ParallelKernel
-def _residual_layer_norm_kernel(x, y, bias, gamma, beta, eps, out):
-    rows, dim = x.shape
-    for r in numba.prange(rows):
-        row = out[r]
+def _residual_layer_norm_kernel(x, y, bias, gamma, beta, eps, out, blocks):
+    dim, tokens = x.shape
+    for block in numba.prange(blocks):
+        t0, t1 = block * tokens // blocks, (block + 1) * tokens // blocks
         for c in range(dim):
-            row[c] = x[r, c] + (y[r, c] + bias[c])
-        _normalise_row(row, gamma, beta, eps, row)
+            summed, residual, update, offset = out[c, t0:t1], x[c, t0:t1], y[c, t0:t1], bias[c]
+            for t in range(t1 - t0):
+                summed[t] = residual[t] + (update[t] + offset)
+        _normalise_columns(out, gamma, beta, eps, out, t0, t1)
 
 
 def residual_layer_norm(x, y, bias, gamma, beta, eps, out=None):
-    """out <- LayerNorm(x + (y + bias)): the post-norm residual step, one pass (``out`` may be x).
-
-    Twin: ``layers.residual_layer_norm``.
+    """out <- LayerNorm(x + (y + bias[:, None])) over each column: the post-norm residual step, one pass (``out``
+    may be x). All [dim, tokens]. Twin: ``layers.residual_layer_norm`` on the transposes.
     """
     out = np.empty_like(x) if out is None else out
-    _residual_layer_norm_kernel(x.size, x, y, bias, gamma, beta, np.float32(eps), out)
+    _residual_layer_norm_kernel(x.size, x, y, bias, gamma, beta, np.float32(eps), out, _column_blocks(x.shape[1]))
     return out
 
 
 @_ParallelKernel
-def _add_residual_kernel(x, y, bias):  # x += y + bias
-    rows, dim = x.shape
-    for r in numba.prange(rows):
-        for c in range(dim):
-            x[r, c] += y[r, c] + bias[c]
+def _add_residual_kernel(x, y, bias):  # x += y + bias[:, None]
+    dim, tokens = x.shape
+    for c in numba.prange(dim):
+        for t in range(tokens):
+            x[c, t] += y[c, t] + bias[c]
 
 
 def add_residual(x, y, bias):
-    """In place: x <- x + (y + bias), the pre-norm residual step."""
+    """In place: x <- x + (y + bias[:, None]), the pre-norm residual step. x, y [dim, tokens]."""
     _add_residual_kernel(x.size, x, y, bias)
     return x
 
 
+@numba.njit(inline="always", fastmath=_FAST)
+def _softmax_row(row, n_keys):
+    # row[:n_keys] <- softmax(row[:n_keys]), in place; the rest of the row is left alone
+    largest = MASKED_SCORE
+    for j in range(n_keys):
+        largest = max(largest, row[j])
+    total = np.float32(0.0)
+    for j in range(n_keys):
+        row[j] = _exp_f32(row[j] - largest)
+        total += row[j]
+    for j in range(n_keys):
+        row[j] /= total
+
+
 @_ParallelKernel
 def _packed_attention_kernel(qkv, starts, lengths, n_heads, causal, context):
-    # qkv [tokens, 3 dim]: each token's query, key and value side by side; sequence s owns rows
-    # starts[s] .. starts[s] + lengths[s]. One task per (sequence, head); scores live in one row buffer.
-    dim = context.shape[1]
+    # qkv [3 dim, tokens]: queries in rows 0..dim, keys in dim..2 dim, values in 2 dim..3 dim; sequence s owns the
+    # columns starts[s] .. starts[s] + lengths[s]. One task per (sequence, head), with its own [length, length]
+    # score matrix. Every inner loop runs along tokens (contiguous), so it vectorises.
+    dim = context.shape[0]
     head_dim = dim // n_heads
     scale = np.float32(1.0 / math.sqrt(head_dim))
-    longest = 0
-    for s in range(lengths.size):
-        longest = max(longest, lengths[s])
     for task in numba.prange(lengths.size * n_heads):
         s, h = task // n_heads, task % n_heads
         start, length = starts[s], lengths[s]
-        q0, k0, v0 = h * head_dim, dim + h * head_dim, 2 * dim + h * head_dim
-        row = np.empty(max(longest, 1), dtype=np.float32)
+        end = start + length
+        q = qkv[h * head_dim:(h + 1) * head_dim, start:end]  # [head_dim, length]
+        k = qkv[dim + h * head_dim:dim + (h + 1) * head_dim, start:end]
+        v = qkv[2 * dim + h * head_dim:2 * dim + (h + 1) * head_dim, start:end]
+        out = context[h * head_dim:(h + 1) * head_dim, start:end]
+        scores = np.zeros((length, length), dtype=np.float32)
+        # scores[i, j] = sum_d (q[d, i] scale) k[d, j]: one outer product per feature d
+        for d in range(head_dim):
+            key = k[d]
+            for i in range(length):
+                query = q[d, i] * scale
+                row = scores[i]
+                for j in range(i + 1 if causal else length):
+                    row[j] += query * key[j]
         for i in range(length):
-            n_keys = i + 1 if causal else length
-            query = qkv[start + i]
-            largest = MASKED_SCORE
-            for j in range(n_keys):
-                key = qkv[start + j]
-                score = np.float32(0.0)
-                for d in range(head_dim):
-                    score += (query[q0 + d] * scale) * key[k0 + d]
-                row[j] = score
-                largest = max(largest, score)
-            total = np.float32(0.0)
-            for j in range(n_keys):
-                row[j] = _exp_f32(row[j] - largest)
-                total += row[j]
-            out = context[start + i]
-            for d in range(head_dim):
-                out[q0 + d] = 0.0
-            for j in range(n_keys):
-                w = row[j] / total
-                value = qkv[start + j]
-                for d in range(head_dim):
-                    out[q0 + d] += w * value[v0 + d]
+            _softmax_row(scores[i], i + 1 if causal else length)
+        # out[d, i] = sum_j scores[i, j] v[d, j] (keys after a causal query have no weight: their loop is skipped)
+        for d in range(head_dim):
+            value = v[d]
+            for i in range(length):
+                row = scores[i]
+                weighted = np.float32(0.0)
+                for j in range(i + 1 if causal else length):
+                    weighted += row[j] * value[j]
+                out[d, i] = weighted
 
 
 def packed_attention(qkv, starts, lengths, n_heads, causal, context):
-    """Self-attention of packed sequences, every head: context [tokens, dim] <- softmax(q k^T / sqrt(d)) v.
+    """Self-attention of packed sequences, every head: context [dim, tokens] <- softmax(q^T k / sqrt(d)) v^T.
 
-    Each sequence attends only to its own tokens (all of them, or those up to the query when ``causal``): the same
-    numbers as ``layers.scaled_dot_product_attention`` on the padded batch, at the real positions.
+    qkv [3 dim, tokens] feature-major. Each sequence attends only to its own tokens (all of them, or those up to the
+    query when ``causal``): the same numbers as ``layers.scaled_dot_product_attention`` on the padded batch, at the
+    real positions.
     """
-    work = int(np.square(lengths).sum()) * context.shape[1]  # multiply-adds of the scores
+    # multiply-adds of the scores, over 4: this kernel's one-core version stays the faster up to 4x SERIAL_BELOW
+    # (~26 tokens; measured on 12 heads: 16 tokens 109 us on one core, 235 on two; 32 tokens 417 and 339)
+    work = int(np.square(lengths).sum()) * context.shape[0] // 4
     _packed_attention_kernel(work, qkv, starts, lengths, n_heads, causal, context)
     return context
 
@@ -331,16 +372,9 @@ def _scaled_softmax_kernel(scores, scale, causal):
         h, i = task // q_len, task % q_len
         row = scores[h, i]
         n_keys = i + 1 if causal else k_len
-        largest = MASKED_SCORE
         for j in range(n_keys):
             row[j] *= scale
-            largest = max(largest, row[j])
-        total = np.float32(0.0)
-        for j in range(n_keys):
-            row[j] = _exp_f32(row[j] - largest)
-            total += row[j]
-        for j in range(n_keys):
-            row[j] /= total
+        _softmax_row(row, n_keys)
         for j in range(n_keys, k_len):
             row[j] = 0.0
 

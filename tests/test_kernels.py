@@ -21,6 +21,11 @@ def floats(rng, *shape, scale=1.0):
     return (scale * rng.standard_normal(shape)).astype(np.float32)
 
 
+def columns(array):
+    """[tokens, features] -> the fast path's feature-major [features, tokens], a new C-contiguous array."""
+    return array.T.copy()  # subtle: ascontiguousarray would return a view when a side is 1
+
+
 seeds = st.integers(0, 2**32 - 1)
 
 
@@ -52,7 +57,7 @@ def test_bias_gelu_equals_gelu_of_sum(seed, rows, width, scale):
     rng = np.random.default_rng(seed)
     y, bias = floats(rng, rows, width, scale=scale), floats(rng, width)
     expected = layers.gelu(y + bias)
-    got = kernels.bias_gelu(y.copy(), bias)
+    got = kernels.bias_gelu(columns(y), bias).T
     np.testing.assert_allclose(got, expected, rtol=2e-6, atol=1e-6 * max(1.0, scale))  # erf: a few float32 ulps
 
 
@@ -60,7 +65,7 @@ def test_bias_gelu_equals_gelu_of_sum(seed, rows, width, scale):
 def test_add_bias(seed, rows, width):
     rng = np.random.default_rng(seed)
     y, bias = floats(rng, rows, width), floats(rng, width)
-    np.testing.assert_allclose(kernels.add_bias(y.copy(), bias), y + bias, rtol=1e-6, atol=5e-7)
+    np.testing.assert_allclose(kernels.add_bias(columns(y), bias).T, y + bias, rtol=1e-6, atol=5e-7)
 
 
 @given(seeds, st.integers(1, 30), st.integers(2, 200), st.sampled_from([1e-12, 1e-5]), st.floats(0.01, 50))
@@ -68,8 +73,10 @@ def test_layer_norm(seed, rows, dim, eps, scale):
     rng = np.random.default_rng(seed)
     x, gamma, beta = floats(rng, rows, dim, scale=scale) + np.float32(scale), floats(rng, dim), floats(rng, dim)
     expected = layers.layer_norm(x, {"weight": gamma, "bias": beta}, eps)
-    assert_layer_norm_close(kernels.layer_norm(x, gamma, beta, eps), expected, x, gamma)
-    assert_layer_norm_close(kernels.layer_norm(x.copy(), gamma, beta, eps, out=x.copy()), expected, x, gamma)
+    assert_layer_norm_close(kernels.layer_norm(columns(x), gamma, beta, eps).T, expected, x, gamma)
+    in_place = columns(x)
+    kernels.layer_norm(in_place, gamma, beta, eps, out=in_place)
+    assert_layer_norm_close(in_place.T, expected, x, gamma)
 
 
 @given(seeds, st.integers(1, 30), st.integers(2, 200), st.sampled_from([1e-12, 1e-5]))
@@ -78,17 +85,19 @@ def test_residual_layer_norm(seed, rows, dim, eps):
     x, y, bias, gamma, beta = floats(rng, rows, dim), floats(rng, rows, dim), *(floats(rng, dim) for _ in range(3))
     expected = layers.residual_layer_norm(x, y + bias, {"weight": gamma, "bias": beta}, eps)
     summed = x + (y + bias)
-    assert_layer_norm_close(kernels.residual_layer_norm(x, y, bias, gamma, beta, eps), expected, summed, gamma)
-    in_place = x.copy()
-    kernels.residual_layer_norm(in_place, y, bias, gamma, beta, eps, out=in_place)
-    assert_layer_norm_close(in_place, expected, summed, gamma)
+    got = kernels.residual_layer_norm(columns(x), columns(y), bias, gamma, beta, eps).T
+    assert_layer_norm_close(got, expected, summed, gamma)
+    in_place = columns(x)
+    kernels.residual_layer_norm(in_place, columns(y), bias, gamma, beta, eps, out=in_place)
+    assert_layer_norm_close(in_place.T, expected, summed, gamma)
 
 
 @given(seeds, st.integers(1, 30), st.integers(2, 50))
 def test_add_residual(seed, rows, dim):
     rng = np.random.default_rng(seed)
     x, y, bias = floats(rng, rows, dim), floats(rng, rows, dim), floats(rng, dim)
-    np.testing.assert_allclose(kernels.add_residual(x.copy(), y, bias), x + (y + bias), rtol=1e-6, atol=5e-7)
+    got = kernels.add_residual(columns(x), columns(y), bias).T
+    np.testing.assert_allclose(got, x + (y + bias), rtol=1e-6, atol=5e-7)
 
 
 def padded_attention(qkv, lengths, n_heads, causal):
@@ -113,8 +122,8 @@ def test_packed_attention_equals_padded_reference(seed, lengths, n_heads, head_d
     dim = n_heads * head_dim
     qkv = floats(rng, sum(lengths), 3 * dim, scale=2.0)
     expected, starts = padded_attention(qkv, lengths, n_heads, causal)
-    got = kernels.packed_attention(qkv, starts, np.array(lengths, np.int64), n_heads, causal,
-                                   np.empty((sum(lengths), dim), np.float32))
+    got = kernels.packed_attention(columns(qkv), starts, np.array(lengths, np.int64), n_heads, causal,
+                                   np.empty((dim, sum(lengths)), np.float32)).T
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 

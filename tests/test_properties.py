@@ -170,13 +170,19 @@ def test_layer_norm_gives_mean_zero_and_variance_one_before_its_affine(x):
     assume(np.all(spread > 1e-3 * np.maximum(1.0, np.abs(x).max(axis=-1))))  # not (numerically) constant
     identity = {"weight": np.ones(x.shape[-1], np.float32), "bias": np.zeros(x.shape[-1], np.float32)}
     for y in (layers.layer_norm(x, identity, 1e-12),
-              kernels.layer_norm(x.reshape(-1, x.shape[-1]), identity["weight"], identity["bias"], 1e-12)):
+              kernels.layer_norm(np.ascontiguousarray(x.reshape(-1, x.shape[-1]).T), identity["weight"],
+                                 identity["bias"], 1e-12).T):  # the kernel normalises columns
         y = y.astype(np.float64)
         np.testing.assert_allclose(y.mean(axis=-1), 0.0, atol=1e-4)
         np.testing.assert_allclose(y.var(axis=-1), 1.0, atol=1e-3)
 
 
 # ------------------------------------------------------------------------------- kernels vs NumPy reference
+def columns(array):
+    """[tokens, features] -> the fast path's feature-major [features, tokens], a new C-contiguous array."""
+    return array.T.copy()  # subtle: ascontiguousarray would return a view when a side is 1
+
+
 def random_floats(data, shape, scale=None):
     scale = data.draw(st.sampled_from([0.1, 1.0, 10.0])) if scale is None else scale
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
@@ -201,21 +207,24 @@ def test_gelu_kernels_equal_numpy(x):
     np.testing.assert_allclose(kernels.gelu(x), layers.gelu(x), rtol=1e-5, atol=1e-6)
     rows = np.ascontiguousarray(x.reshape(-1, x.shape[-1]) if x.ndim else x.reshape(1, 1))
     bias = np.linspace(-1, 1, rows.shape[1], dtype=np.float32)
-    np.testing.assert_allclose(kernels.bias_gelu(rows.copy(), bias), layers.gelu(rows + bias), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(kernels.bias_gelu(columns(rows), bias).T, layers.gelu(rows + bias), rtol=1e-5,
+                               atol=1e-6)
 
 
 @given(st.data())
 def test_row_kernels_equal_numpy(data):
-    """add_bias, add_residual, layer_norm and residual_layer_norm == their one-line NumPy twins."""
+    """add_bias, add_residual, layer_norm and residual_layer_norm == their one-line NumPy twins (the kernels work
+    on the fast path's feature-major layout: they take and give transposes)."""
     rows, dim = data.draw(st.integers(1, 20)), data.draw(st.integers(2, 40))
     x, y = random_floats(data, (rows, dim)), random_floats(data, (rows, dim))
     bias, gamma, beta = (random_floats(data, dim) for _ in range(3))
     p = {"weight": gamma, "bias": beta}
-    np.testing.assert_allclose(kernels.add_bias(y.copy(), bias), y + bias, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(kernels.add_residual(x.copy(), y, bias), x + (y + bias), rtol=1e-6, atol=1e-5)
-    np.testing.assert_allclose(kernels.layer_norm(x, gamma, beta, 1e-12), layers.layer_norm(x, p, 1e-12),
+    np.testing.assert_allclose(kernels.add_bias(columns(y), bias).T, y + bias, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(kernels.add_residual(columns(x), columns(y), bias).T, x + (y + bias), rtol=1e-6,
+                               atol=1e-5)
+    np.testing.assert_allclose(kernels.layer_norm(columns(x), gamma, beta, 1e-12).T, layers.layer_norm(x, p, 1e-12),
                                rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(kernels.residual_layer_norm(x, y, bias, gamma, beta, 1e-12),
+    np.testing.assert_allclose(kernels.residual_layer_norm(columns(x), columns(y), bias, gamma, beta, 1e-12).T,
                                layers.layer_norm(x + (y + bias), p, 1e-12), rtol=1e-4, atol=1e-4)
 
 
@@ -228,7 +237,8 @@ def test_packed_attention_kernel_equals_numpy(data):
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     dim, tokens, seq_len = n_heads * head_dim, int(lengths.sum()), int(lengths.max())
     qkv = random_floats(data, (tokens, 3 * dim))
-    context = kernels.packed_attention(qkv, starts, lengths, n_heads, causal, np.empty((tokens, dim), np.float32))
+    context = kernels.packed_attention(columns(qkv), starts, lengths, n_heads, causal,
+                                       np.empty((dim, tokens), np.float32)).T
     # the reference: the same sequences, right-padded into a batch
     padded = np.zeros((len(lengths), seq_len, 3 * dim), np.float32)
     for s, (start, n) in enumerate(zip(starts, lengths)):
