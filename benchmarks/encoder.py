@@ -8,6 +8,11 @@ ratio to transformers' (below 1 = faster). ONNX Runtime runs if it is installed 
 the model is exported with ``torch.onnx.export(..., dynamo=True)``, intra-op spinning off.
 
     python benchmarks/encoder.py [--runs 5] [--threads 2] [--shapes 1x16,1x128,8x128,1x512,padded] [--no-onnx]
+                                 [--settle 0.2]
+
+Each timed run starts after a pause (``--settle`` seconds): after a call, OpenBLAS's worker threads (ours) and
+OpenMP's (PyTorch's) keep spin-waiting on the cores for a while, and without the pause the next engine in the
+alternation would share the 2 cores with them. The pause lets every engine start on idle cores.
 
 Also printed: GFLOP/s (multiply-adds of the linear layers and attention over the real tokens, x2) against the sgemm
 limit (NumPy's BLAS on a large [512, 768] x [768, 3072] product, same threads).
@@ -101,6 +106,8 @@ def main():
     parser.add_argument("--shapes", default=",".join(SHAPES))
     parser.add_argument("--folder", default=str(Path(tempfile.gettempdir()) / "minflaubert-bench-base"))
     parser.add_argument("--no-onnx", action="store_true")
+    parser.add_argument("--settle", type=float, default=0.2,
+                        help="seconds of pause before each timed run (0 to run back to back)")
     args = parser.parse_args()
 
     import torch
@@ -115,7 +122,8 @@ def main():
     session = None if args.no_onnx else onnx_session(reference, folder, args.threads)
     limit = sgemm_limit()
     print(f"threads {args.threads}, runs {args.runs}, sgemm limit {limit:.0f} GFLOP/s (NumPy BLAS, 512x768x3072), "
-          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
+          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}, "
+          f"settle {args.settle} s")
 
     def run_torch(inputs):
         with torch.inference_mode():
@@ -144,6 +152,7 @@ def main():
         times = {engine: [] for engine in engines}
         for _ in range(args.runs):
             for engine, run in engines.items():
+                time.sleep(args.settle)  # the previous engine's idle threads stop spin-waiting (see the docstring)
                 start = time.perf_counter()
                 run(inputs)
                 times[engine].append(time.perf_counter() - start)

