@@ -24,10 +24,15 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 
 from .layers import MASKED_SCORE
 
+# Every kernel compiles with error_model="numpy": a float division by zero gives inf or nan, as in NumPy (and as in
+# the plain-NumPy twins), instead of raising ZeroDivisionError. subtle: Python's rule costs a zero test in every
+# division, and that branch stops the compiler from vectorising the loop around it (GELU ran 15x slower with it).
+_ERRORS = "numpy"
+
 _SQRT_HALF = np.float32(1.0 / math.sqrt(2.0))
 
 
-@numba.njit(parallel=True, cache=True, fastmath={"contract", "reassoc"})
+@numba.njit(parallel=True, cache=True, fastmath={"contract", "reassoc"}, error_model=_ERRORS)
 def _attention_kernel(q, k, v, mask, context, weights):
     batch, n_heads, q_len, head_dim = q.shape
     k_len = k.shape[2]
@@ -74,7 +79,7 @@ def scaled_dot_product_attention(q, k, v, mask):
     return context, weights
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, error_model=_ERRORS)
 def _gelu_kernel(x, out):
     flat_x, flat_out = x.reshape(-1), out.reshape(-1)
     for i in numba.prange(flat_x.size):
@@ -107,9 +112,11 @@ _B8, _B6, _B4, _B2, _B0 = (np.float32(b) for b in _ERF_BETA)
 
 
 # Below this much work (elements touched, or multiply-adds for attention) a kernel runs on one core: waking
-# Numba's worker threads costs ~0.1-0.15 ms a call (measured, workqueue layer), more than a 16-token input's
-# elementwise pass takes. 1x16 through flaubert_base: 70 ms with every kernel parallel, 56 ms on one core.
-SERIAL_BELOW = 1 << 17
+# Numba's worker threads costs ~0.1-0.15 ms a call (measured, workqueue layer), and between two GEMMs OpenBLAS's
+# own idle threads still spin on the other cores. A vectorised elementwise pass over 2^20 floats takes about as
+# long as that. (Measured on flaubert_base: the attention kernel on 16 tokens takes 0.11 ms on one core and 0.24 ms
+# on two; 47 tokens, 1.7M multiply-adds: 1.0 and 0.6 ms.)
+SERIAL_BELOW = 1 << 20
 
 
 class _ParallelKernel:
@@ -119,17 +126,17 @@ class _ParallelKernel:
     """
 
     def __init__(self, loop):
-        self.parallel = numba.njit(parallel=True, cache=True, fastmath=_FAST)(loop)
+        self.parallel = numba.njit(parallel=True, cache=True, fastmath=_FAST, error_model=_ERRORS)(loop)
         # subtle: the on-disk cache is keyed by the function's name, so the one-core copy needs a name of its own
         one_core = types.FunctionType(loop.__code__, loop.__globals__, loop.__name__ + "_one_core")
         one_core.__qualname__ = loop.__qualname__ + "_one_core"
-        self.serial = numba.njit(cache=True, fastmath=_FAST)(one_core)
+        self.serial = numba.njit(cache=True, fastmath=_FAST, error_model=_ERRORS)(one_core)
 
     def __call__(self, work, *arguments):
         return (self.serial if work < SERIAL_BELOW else self.parallel)(*arguments)
 
 
-@numba.njit(inline="always", fastmath=_FAST)
+@numba.njit(inline="always", fastmath=_FAST, error_model=_ERRORS)
 def _erf_f32(x):
     x = min(max(x, np.float32(-4.0)), np.float32(4.0))
     x2 = x * x
@@ -160,7 +167,7 @@ _EXP_P = tuple(np.float32(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.33345
                                        1.6666665459e-1, 5.0000001201e-1))
 
 
-@numba.njit(inline="always", fastmath=_FAST)
+@numba.njit(inline="always", fastmath=_FAST, error_model=_ERRORS)
 def _exp_f32(x):
     """exp(x) for float32 x <= 0 (softmax's shifted scores), Cephes' expf: within 1-2 ulps, and it vectorises.
 
@@ -168,7 +175,7 @@ def _exp_f32(x):
     bits. x is clamped at -87.3 (below, float32 exp is subnormal): the result is then 1e-38, not 0.
     """
     x = max(x, np.float32(-87.3))
-    n = math.floor(x * _LOG2E + np.float32(0.5))
+    n = np.floor(x * _LOG2E + np.float32(0.5))  # subtle: math.floor would return an int, and n * ln2 a float64
     r = x - n * _LN2_HI - n * _LN2_LO
     p = _EXP_P[0] * r + _EXP_P[1]
     p = p * r + _EXP_P[2]
@@ -222,7 +229,7 @@ def _column_blocks(tokens):
     return max(1, min(numba.get_num_threads(), tokens // MIN_BLOCK))
 
 
-@numba.njit(inline="always", fastmath=_FAST)
+@numba.njit(inline="always", fastmath=_FAST, error_model=_ERRORS)
 def _normalise_columns(x, gamma, beta, eps, out, t0, t1):
     # out[:, t0:t1] <- LayerNorm of each column of x[:, t0:t1] (x and out may be the same array): one pass for the
     # statistics, one to normalise, as the float32 reference: mean, then (x - mean) / sqrt(variance + eps).
@@ -304,7 +311,7 @@ def add_residual(x, y, bias):
 MAX_LANES = 16
 
 
-@numba.njit(inline="always", fastmath=_FAST)
+@numba.njit(inline="always", fastmath=_FAST, error_model=_ERRORS)
 def _scaled_softmax_row(row, n_keys, scale, lanes):
     # row[:n_keys] <- softmax(scale * row[:n_keys]), in place; the rest of the row is left alone.
     # lanes: a scratch array of MAX_LANES floats.
@@ -375,9 +382,7 @@ def packed_attention(qkv, starts, lengths, n_heads, causal, context):
     query when ``causal``): the same numbers as ``layers.scaled_dot_product_attention`` on the padded batch, at the
     real positions.
     """
-    # multiply-adds of the scores, over 4: this kernel's one-core version stays the faster up to 4x SERIAL_BELOW
-    # (~26 tokens; measured on 12 heads: 16 tokens 109 us on one core, 235 on two; 32 tokens 417 and 339)
-    work = int(np.square(lengths).sum()) * context.shape[0] // 4
+    work = int(np.square(lengths).sum()) * context.shape[0]  # multiply-adds of the scores
     _packed_attention_kernel(work, qkv, starts, lengths, n_heads, causal, context)
     return context
 
