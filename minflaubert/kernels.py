@@ -339,40 +339,42 @@ def _scaled_softmax_row(row, n_keys, scale, lanes):
 @_ParallelKernel
 def _packed_attention_kernel(qkv, starts, lengths, n_heads, causal, context):
     # qkv [3 dim, tokens]: queries in rows 0..dim, keys in dim..2 dim, values in 2 dim..3 dim; sequence s owns the
-    # columns starts[s] .. starts[s] + lengths[s]. One task per (sequence, head), with its own [length, length]
-    # score matrix. Every inner loop runs along tokens (contiguous), so it vectorises.
+    # columns starts[s] .. starts[s] + lengths[s]. One task per (sequence, head). Each head's q, k and v are first
+    # copied token-major ([length, head_dim]): every inner loop below then runs over head_dim (64 for FlauBERT),
+    # long enough to vectorise whatever the sequence length (a loop over 16 tokens mostly runs its scalar tail).
     dim = context.shape[0]
     head_dim = dim // n_heads
     scale = np.float32(1.0 / math.sqrt(head_dim))
     for task in numba.prange(lengths.size * n_heads):
         s, h = task // n_heads, task % n_heads
         start, length = starts[s], lengths[s]
-        end = start + length
-        q = qkv[h * head_dim:(h + 1) * head_dim, start:end]  # [head_dim, length]
-        k = qkv[dim + h * head_dim:dim + (h + 1) * head_dim, start:end]
-        v = qkv[2 * dim + h * head_dim:2 * dim + (h + 1) * head_dim, start:end]
-        out = context[h * head_dim:(h + 1) * head_dim, start:end]
-        scores = np.zeros((length, length), dtype=np.float32)
-        # scores[i, j] = sum_d (q[d, i] scale) k[d, j]: one outer product per feature d
+        q = np.empty((length, head_dim), dtype=np.float32)
+        k = np.empty((length, head_dim), dtype=np.float32)
+        v = np.empty((length, head_dim), dtype=np.float32)
         for d in range(head_dim):
-            key = k[d]
             for i in range(length):
-                query = q[d, i] * scale
-                row = scores[i]
-                for j in range(i + 1 if causal else length):
-                    row[j] += query * key[j]
+                q[i, d] = qkv[h * head_dim + d, start + i] * scale
+                k[i, d] = qkv[dim + h * head_dim + d, start + i]
+                v[i, d] = qkv[2 * dim + h * head_dim + d, start + i]
+        scores = np.empty(length, dtype=np.float32)
         lanes = np.empty(MAX_LANES, dtype=np.float32)
+        weighted = np.empty(head_dim, dtype=np.float32)
         for i in range(length):
-            _scaled_softmax_row(scores[i], i + 1 if causal else length, np.float32(1.0), lanes)  # q is scaled
-        # out[d, i] = sum_j scores[i, j] v[d, j] (keys after a causal query have no weight: their loop is skipped)
-        for d in range(head_dim):
-            value = v[d]
-            for i in range(length):
-                row = scores[i]
-                weighted = np.float32(0.0)
-                for j in range(i + 1 if causal else length):
-                    weighted += row[j] * value[j]
-                out[d, i] = weighted
+            n_keys = i + 1 if causal else length
+            # scores of query i: (q_i scale) . k_j over the keys it sees, then their softmax
+            for j in range(n_keys):
+                score = np.float32(0.0)
+                for d in range(head_dim):
+                    score += q[i, d] * k[j, d]
+                scores[j] = score
+            _scaled_softmax_row(scores, n_keys, np.float32(1.0), lanes)  # q is already scaled
+            # context of query i: the softmax-weighted sum of the value vectors
+            weighted[:] = 0.0
+            for j in range(n_keys):
+                for d in range(head_dim):
+                    weighted[d] += scores[j] * v[j, d]
+            for d in range(head_dim):
+                context[h * head_dim + d, start + i] = weighted[d]
 
 
 def packed_attention(qkv, starts, lengths, n_heads, causal, context):
