@@ -97,8 +97,8 @@ def gelu(x):
 
 # ============================================================================ kernels of the fast encoder (fast.py)
 # The fast encoder works on *packed* tokens: the real tokens of every sequence one after another, so padding is
-# never computed. Every kernel below is float32 in, float32 out; each has a plain-NumPy twin in ``layers.py`` and
-# tests/test_kernels.py holds them to it.
+# never computed. Its matrix products go to BLAS; the passes between them are the kernels below, float32 in,
+# float32 out. Each has a plain-NumPy twin in ``layers.py`` and tests/test_kernels.py holds them to it.
 _FAST = {"contract", "reassoc", "nsz", "arcp"}  # enough licence to vectorise the row loops; no finite-math tricks
 
 # erf(x) for float32 as a rational polynomial (Eigen's and XLA's ``generic_fast_erf_float``): within a few float32
@@ -111,11 +111,10 @@ _A1, _A3, _A5, _A7, _A9, _A11, _A13 = (np.float32(a) for a in _ERF_ALPHA)
 _B8, _B6, _B4, _B2, _B0 = (np.float32(b) for b in _ERF_BETA)
 
 
-# Below this much work (elements touched, or multiply-adds for attention) a kernel runs on one core: waking
-# Numba's worker threads costs ~0.1-0.15 ms a call (measured, workqueue layer), and between two GEMMs OpenBLAS's
-# own idle threads still spin on the other cores. A vectorised elementwise pass over 2^20 floats takes about as
-# long as that. (Measured on flaubert_base: the attention kernel on 16 tokens takes 0.11 ms on one core and 0.24 ms
-# on two; 47 tokens, 1.7M multiply-adds: 1.0 and 0.6 ms.)
+# Below this many elements a kernel runs on one core: waking Numba's worker threads costs ~0.1-0.15 ms a call
+# (measured, workqueue layer), and between two GEMMs OpenBLAS's own idle threads still spin on the other cores; a
+# vectorised elementwise pass over 2^20 floats takes about as long. (Measured on flaubert_base, 128 tokens: GELU,
+# softmax and the q/k/v bias took 7.5 ms in all with 2^17 here, 3.7 ms with 2^20.)
 SERIAL_BELOW = 1 << 20
 
 
@@ -334,59 +333,6 @@ def _scaled_softmax_row(row, n_keys, scale, lanes):
         total += row[j]
     for j in range(n_keys):
         row[j] /= total
-
-
-@_ParallelKernel
-def _packed_attention_kernel(qkv, starts, lengths, n_heads, causal, context):
-    # qkv [3 dim, tokens]: queries in rows 0..dim, keys in dim..2 dim, values in 2 dim..3 dim; sequence s owns the
-    # columns starts[s] .. starts[s] + lengths[s]. One task per (sequence, head). Each head's q, k and v are first
-    # copied token-major ([length, head_dim]): every inner loop below then runs over head_dim (64 for FlauBERT),
-    # long enough to vectorise whatever the sequence length (a loop over 16 tokens mostly runs its scalar tail).
-    dim = context.shape[0]
-    head_dim = dim // n_heads
-    scale = np.float32(1.0 / math.sqrt(head_dim))
-    for task in numba.prange(lengths.size * n_heads):
-        s, h = task // n_heads, task % n_heads
-        start, length = starts[s], lengths[s]
-        q = np.empty((length, head_dim), dtype=np.float32)
-        k = np.empty((length, head_dim), dtype=np.float32)
-        v = np.empty((length, head_dim), dtype=np.float32)
-        for d in range(head_dim):
-            for i in range(length):
-                q[i, d] = qkv[h * head_dim + d, start + i] * scale
-                k[i, d] = qkv[dim + h * head_dim + d, start + i]
-                v[i, d] = qkv[2 * dim + h * head_dim + d, start + i]
-        scores = np.empty(length, dtype=np.float32)
-        lanes = np.empty(MAX_LANES, dtype=np.float32)
-        weighted = np.empty(head_dim, dtype=np.float32)
-        for i in range(length):
-            n_keys = i + 1 if causal else length
-            # scores of query i: (q_i scale) . k_j over the keys it sees, then their softmax
-            for j in range(n_keys):
-                score = np.float32(0.0)
-                for d in range(head_dim):
-                    score += q[i, d] * k[j, d]
-                scores[j] = score
-            _scaled_softmax_row(scores, n_keys, np.float32(1.0), lanes)  # q is already scaled
-            # context of query i: the softmax-weighted sum of the value vectors
-            weighted[:] = 0.0
-            for j in range(n_keys):
-                for d in range(head_dim):
-                    weighted[d] += scores[j] * v[j, d]
-            for d in range(head_dim):
-                context[h * head_dim + d, start + i] = weighted[d]
-
-
-def packed_attention(qkv, starts, lengths, n_heads, causal, context):
-    """Self-attention of packed sequences, every head: context [dim, tokens] <- softmax(q^T k / sqrt(d)) v^T.
-
-    qkv [3 dim, tokens] feature-major. Each sequence attends only to its own tokens (all of them, or those up to the
-    query when ``causal``): the same numbers as ``layers.scaled_dot_product_attention`` on the padded batch, at the
-    real positions.
-    """
-    work = int(np.square(lengths).sum()) * context.shape[0]  # multiply-adds of the scores
-    _packed_attention_kernel(work, qkv, starts, lengths, n_heads, causal, context)
-    return context
 
 
 @_ParallelKernel

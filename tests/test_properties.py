@@ -14,7 +14,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from minflaubert import kernels, layers
+from minflaubert import fast, kernels, layers
 from minflaubert.config import SUMMARY_TYPES, FlaubertConfig
 from minflaubert.model import FlaubertModel
 from minflaubert.weights import load_state_dict, read_safetensors
@@ -229,16 +229,17 @@ def test_row_kernels_equal_numpy(data):
 
 
 @given(st.data())
-def test_packed_attention_kernel_equals_numpy(data):
-    """kernels.packed_attention over sequences packed end to end == the padded-batch NumPy attention at the real
-    positions (bidirectional or causal)."""
+def test_packed_attention_equals_numpy(data):
+    """fast.packed_attention (BLAS + the softmax kernel) over sequences packed end to end == the padded-batch NumPy
+    attention at the real positions (bidirectional or causal)."""
     n_heads, head_dim, causal = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 6)), data.draw(st.booleans())
     lengths = np.array(data.draw(st.lists(st.integers(1, 7), min_size=1, max_size=4)), dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     dim, tokens, seq_len = n_heads * head_dim, int(lengths.sum()), int(lengths.max())
     qkv = random_floats(data, (tokens, 3 * dim))
-    context = kernels.packed_attention(columns(qkv), starts, lengths, n_heads, causal,
-                                       np.empty((dim, tokens), np.float32)).T
+    context = np.empty((dim, tokens), np.float32)
+    fast.packed_attention(columns(qkv), starts, lengths, n_heads, causal, context)
+    context = context.T
     # the reference: the same sequences, right-padded into a batch
     padded = np.zeros((len(lengths), seq_len, 3 * dim), np.float32)
     for s, (start, n) in enumerate(zip(starts, lengths)):
