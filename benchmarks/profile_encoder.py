@@ -88,7 +88,8 @@ def main():
         split["python + other"] = wall - sum(totals.values())
         gemm = sum(v for k, v in split.items() if k.startswith("GEMM"))
         print(f"\n{name}: median {statistics.median(walls) * 1e3:.1f} ms, "
-              f"{flops(inputs) / 1e9 / statistics.median(walls):.0f} GFLOP/s; GEMMs {100 * gemm / wall:.0f} %, "
+              f"{flops(inputs) / 1e9 / statistics.median(walls):.0f} GFLOP/s; GEMMs {100 * gemm / wall:.0f} % "
+              f"({gemm / args.runs * 1e3:.1f} ms), "
               f"linear-layer GEMMs at {flops(inputs, attention=False) / 1e9 / (gemm / args.runs):.0f} GFLOP/s")
         for group, seconds in sorted(split.items(), key=lambda item: -item[1]):
             print(f"  {group:24} {seconds / args.runs * 1e3:8.2f} ms  {100 * seconds / wall:5.1f} %")
