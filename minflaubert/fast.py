@@ -14,6 +14,7 @@ What changes (and why), against the readable path in ``model.py`` + ``layers.py`
 * **BLAS for every matrix product** (``np.matmul(..., out=)`` into preallocated buffers), far faster than any
   loop we could write. Queries, keys and values land one under the other in one [3 dim, tokens] buffer (three
   GEMMs into its row blocks, or one against a fused weight with ``prepare(..., fuse_qkv=True)``: it costs a copy).
+  Attention too: per sequence, its scores and its weighted sum are two batched products over the heads.
 * **Fused elementwise passes** (Numba, ``kernels.py``): bias + GELU in place, bias + residual + LayerNorm in one
   pass, attention's scale + mask + softmax in one pass.
 * **Preallocated buffers**, reused from call to call; float32 everywhere.
@@ -29,6 +30,7 @@ import math
 import numpy as np
 
 from . import kernels, layers
+
 
 class Prepared:
     """Per-model state of the fast path: fused weights (built once) and reusable work buffers."""
