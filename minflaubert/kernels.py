@@ -218,8 +218,9 @@ def add_bias(y, bias):
 
 
 # LayerNorm normalises columns. Each thread takes one block of whole columns (tokens), and every pass runs along
-# its rows, contiguous and vectorised across tokens. Blocks of at least MIN_BLOCK tokens: narrower ones make rows of
-# a few cache lines, one row apart in memory, which the caches handle badly (measured 2-3x slower with 32 tokens).
+# its rows, contiguous and vectorised across tokens. Blocks of at least MIN_BLOCK tokens: a first version with
+# blocks of 32 (rows of two cache lines, one row apart in memory) and a separate pass for the mean took twice as
+# long in the model (8 x 128 tokens: 68 ms against 31-38).
 MIN_BLOCK = 64
 
 
