@@ -25,7 +25,6 @@ import numpy as np
 from encoder import SHAPES, flops, make_inputs
 
 # which timer each wrapped call goes to
-GEMM_NAMES = {"qkv": "GEMM q/k/v", "out": "GEMM out_lin", "lin1": "GEMM lin1", "lin2": "GEMM lin2"}
 KERNEL_GROUPS = {"bias_gelu": "bias+GELU", "add_bias": "bias q/k/v", "layer_norm": "layer norms",
                  "residual_layer_norm": "layer norms", "add_residual": "layer norms",
                  "scaled_softmax": "attention softmax"}

@@ -162,6 +162,11 @@ float_rows = hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=3, min
                         elements=st.floats(-1e3, 1e3, width=32))
 
 
+def columns(array):
+    """[tokens, features] -> the fast path's feature-major [features, tokens], a new C-contiguous array."""
+    return array.T.copy()  # subtle: ascontiguousarray would return a view when a side is 1
+
+
 @given(float_rows)
 def test_layer_norm_gives_mean_zero_and_variance_one_before_its_affine(x):
     """With scale 1 and shift 0, every normalised vector has mean 0 and (biased) variance 1."""
@@ -170,19 +175,14 @@ def test_layer_norm_gives_mean_zero_and_variance_one_before_its_affine(x):
     assume(np.all(spread > 1e-3 * np.maximum(1.0, np.abs(x).max(axis=-1))))  # not (numerically) constant
     identity = {"weight": np.ones(x.shape[-1], np.float32), "bias": np.zeros(x.shape[-1], np.float32)}
     for y in (layers.layer_norm(x, identity, 1e-12),
-              kernels.layer_norm(np.ascontiguousarray(x.reshape(-1, x.shape[-1]).T), identity["weight"],
-                                 identity["bias"], 1e-12).T):  # the kernel normalises columns
+              kernels.layer_norm(columns(x.reshape(-1, x.shape[-1])), identity["weight"], identity["bias"],
+                                 1e-12).T):  # the kernel normalises columns
         y = y.astype(np.float64)
         np.testing.assert_allclose(y.mean(axis=-1), 0.0, atol=1e-4)
         np.testing.assert_allclose(y.var(axis=-1), 1.0, atol=1e-3)
 
 
 # ------------------------------------------------------------------------------- kernels vs NumPy reference
-def columns(array):
-    """[tokens, features] -> the fast path's feature-major [features, tokens], a new C-contiguous array."""
-    return array.T.copy()  # subtle: ascontiguousarray would return a view when a side is 1
-
-
 def random_floats(data, shape, scale=None):
     scale = data.draw(st.sampled_from([0.1, 1.0, 10.0])) if scale is None else scale
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
