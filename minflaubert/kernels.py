@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import types
 
 import numba
 import numba.extending
@@ -99,7 +98,17 @@ def gelu(x):
 # The fast encoder works on *packed* tokens: the real tokens of every sequence one after another, so padding is
 # never computed. Its matrix products go to BLAS; the passes between them are the kernels below, float32 in,
 # float32 out. Each has a plain-NumPy twin in ``layers.py`` and tests/test_kernels.py holds them to it.
+#
+# They run on one core. Between two GEMMs, OpenBLAS's idle threads keep spinning on the other cores, and waking
+# Numba's own workers costs ~0.1 ms a call (workqueue layer). Measured on flaubert_base, 2 cores: a parallel
+# version was slower or level at every shape, up to 8 x 128 and 1 x 512 tokens (GELU over 3072 x 1024 floats:
+# 1.1 ms across the cores, 0.5 ms on one).
 _FAST = {"contract", "reassoc", "nsz", "arcp"}  # enough licence to vectorise the row loops; no finite-math tricks
+
+
+def _fast_kernel(function):
+    return numba.njit(cache=True, fastmath=_FAST, error_model=_ERRORS)(function)
+
 
 # erf(x) for float32 as a rational polynomial (Eigen's and XLA's ``generic_fast_erf_float``): within a few float32
 # ulps of the true erf, and, unlike a call into libm, it vectorises. Clamped at |x| = 4, where erf is 1 in float32.
@@ -109,30 +118,6 @@ _ERF_BETA = np.array([-1.45660718464996e-05, -2.13374055278905e-04, -1.682826974
                       -1.42647390514189e-02], dtype=np.float32)
 _A1, _A3, _A5, _A7, _A9, _A11, _A13 = (np.float32(a) for a in _ERF_ALPHA)
 _B8, _B6, _B4, _B2, _B0 = (np.float32(b) for b in _ERF_BETA)
-
-
-# Below this many elements a kernel runs on one core: waking Numba's worker threads costs ~0.1-0.15 ms a call
-# (measured, workqueue layer), and between two GEMMs OpenBLAS's own idle threads still spin on the other cores; a
-# vectorised elementwise pass over 2^20 floats takes about as long. (Measured on flaubert_base, 128 tokens: GELU,
-# softmax and the q/k/v bias took 7.5 ms in all with 2^17 here, 3.7 ms with 2^20.)
-SERIAL_BELOW = 1 << 20
-
-
-class _ParallelKernel:
-    """A ``prange`` loop compiled twice: across the cores, and as a plain loop for small inputs.
-
-    Call it as ``kernel(work, *arguments)``; ``work`` picks the version.
-    """
-
-    def __init__(self, loop):
-        self.parallel = numba.njit(parallel=True, cache=True, fastmath=_FAST, error_model=_ERRORS)(loop)
-        # subtle: the on-disk cache is keyed by the function's name, so the one-core copy needs a name of its own
-        one_core = types.FunctionType(loop.__code__, loop.__globals__, loop.__name__ + "_one_core")
-        one_core.__qualname__ = loop.__qualname__ + "_one_core"
-        self.serial = numba.njit(cache=True, fastmath=_FAST, error_model=_ERRORS)(one_core)
-
-    def __call__(self, work, *arguments):
-        return (self.serial if work < SERIAL_BELOW else self.parallel)(*arguments)
 
 
 @numba.njit(inline="always", fastmath=_FAST, error_model=_ERRORS)
@@ -187,122 +172,118 @@ def _exp_f32(x):
 
 # Every array below is feature-major: [features, tokens], one row per feature, the tokens along the row. (Why: a
 # linear layer is then ``W @ X``, which OpenBLAS runs faster than ``X @ W.T``; see fast.py.) A bias is one number
-# per row, and LayerNorm normalises each *column*.
-@_ParallelKernel
-def _bias_gelu_kernel(y, bias):  # y [hidden, tokens] <- gelu(y + bias[:, None]), in place
-    rows, tokens = y.shape
-    for r in numba.prange(rows):
-        for t in range(tokens):
-            value = y[r, t] + bias[r]
-            y[r, t] = np.float32(0.5) * value * (np.float32(1.0) + _erf_f32(value * _SQRT_HALF))
-
-
+# per row, and LayerNorm normalises each *column*. Every loop runs along a row, contiguous, so it vectorises.
+@_fast_kernel
 def bias_gelu(y, bias):
     """In place: y <- gelu(y + bias[:, None]) (twin: ``layers.gelu(y.T + bias).T``). y float32 [hidden, tokens]."""
-    _bias_gelu_kernel(y.size, y, bias)
+    rows, tokens = y.shape
+    for r in range(rows):
+        row, offset = y[r], bias[r]
+        for t in range(tokens):
+            value = row[t] + offset
+            row[t] = np.float32(0.5) * value * (np.float32(1.0) + _erf_f32(value * _SQRT_HALF))
     return y
 
 
-@_ParallelKernel
-def _add_bias_kernel(y, bias):  # y [rows, tokens] += bias[:, None]
-    rows, tokens = y.shape
-    for r in numba.prange(rows):
-        for t in range(tokens):
-            y[r, t] += bias[r]
-
-
+@_fast_kernel
 def add_bias(y, bias):
     """In place: y <- y + bias[:, None] (the bias half of ``layers.linear``, feature-major)."""
-    _add_bias_kernel(y.size, y, bias)
+    rows, tokens = y.shape
+    for r in range(rows):
+        row, offset = y[r], bias[r]
+        for t in range(tokens):
+            row[t] += offset
     return y
 
 
-# LayerNorm normalises columns. Each thread takes one block of whole columns (tokens), and every pass runs along
-# its rows, contiguous and vectorised across tokens. Blocks of at least MIN_BLOCK tokens: a first version with
-# blocks of 32 (rows of two cache lines, one row apart in memory) and a separate pass for the mean took twice as
-# long in the model (8 x 128 tokens: 68 ms against 31-38).
-MIN_BLOCK = 64
+@_fast_kernel
+def add_residual(x, y, bias):
+    """In place: x <- x + (y + bias[:, None]), the pre-norm residual step. x, y [dim, tokens]."""
+    dim, tokens = x.shape
+    for c in range(dim):
+        row, update, offset = x[c], y[c], bias[c]
+        for t in range(tokens):
+            row[t] += update[t] + offset
+    return x
 
 
-def _column_blocks(tokens):
-    """How many blocks of columns to share between the threads."""
-    return max(1, min(numba.get_num_threads(), tokens // MIN_BLOCK))
-
-
+# LayerNorm works in place, in two passes over the rows: one sums each column (and its squares), one normalises.
+# subtle: in place on purpose. A loop reading one array and writing another that turns out to be the same memory
+# fails the compiler's run-time overlap check and falls back to scalar code: that made the kernel 3x slower
+# (768 x 1024 floats: 0.55 ms against 0.12 ms in place).
 @numba.njit(inline="always", fastmath=_FAST, error_model=_ERRORS)
-def _normalise_columns(x, gamma, beta, eps, out, t0, t1):
-    # out[:, t0:t1] <- LayerNorm of each column of x[:, t0:t1] (x and out may be the same array): one pass for the
-    # statistics, one to normalise, as the float32 reference: mean, then (x - mean) / sqrt(variance + eps).
+def _normalise_columns(x, total, squares, gamma, beta, eps):
+    # x [dim, tokens] <- (x - mean) / sqrt(variance + eps) * gamma + beta per column, in place, given each column's
+    # sum and sum of squares (float64), as the float32 reference computes it.
     # subtle: the variance is E[x^2] - mean^2, which cancels catastrophically in float32 but not in float64
     # (2^-52 relative, amplified by mean^2 / variance: harmless below |mean| / std ~ 1e5, beyond float32's reach).
-    dim, width = x.shape[0], t1 - t0
-    total = np.zeros(width, dtype=np.float64)
-    squares = np.zeros(width, dtype=np.float64)
-    for c in range(dim):
-        row = x[c, t0:t1]
-        for t in range(width):
-            value = np.float64(row[t])
-            total[t] += value
-            squares[t] += value * value
-    mean = np.empty(width, dtype=np.float32)
-    std = np.empty(width, dtype=np.float32)
-    for t in range(width):
+    dim, tokens = x.shape
+    mean = np.empty(tokens, dtype=np.float32)
+    std = np.empty(tokens, dtype=np.float32)
+    for t in range(tokens):
         average = total[t] / dim
         mean[t] = np.float32(average)
         std[t] = np.float32(math.sqrt(np.float32(max(squares[t] / dim - average * average, 0.0)) + eps))
     for c in range(dim):
-        row, normed, scale, shift = x[c, t0:t1], out[c, t0:t1], gamma[c], beta[c]
-        for t in range(width):
-            normed[t] = (row[t] - mean[t]) / std[t] * scale + shift
+        row, scale, shift = x[c], gamma[c], beta[c]
+        for t in range(tokens):
+            row[t] = (row[t] - mean[t]) / std[t] * scale + shift
 
 
-@_ParallelKernel
-def _layer_norm_kernel(x, gamma, beta, eps, out, blocks):
-    tokens = x.shape[1]
-    for block in numba.prange(blocks):
-        _normalise_columns(x, gamma, beta, eps, out, block * tokens // blocks, (block + 1) * tokens // blocks)
+@_fast_kernel
+def _layer_norm_in_place(x, gamma, beta, eps):
+    dim, tokens = x.shape
+    total = np.zeros(tokens, dtype=np.float64)
+    squares = np.zeros(tokens, dtype=np.float64)
+    for c in range(dim):
+        row = x[c]
+        for t in range(tokens):
+            value = np.float64(row[t])
+            total[t] += value
+            squares[t] += value * value
+    _normalise_columns(x, total, squares, gamma, beta, eps)
+
+
+@_fast_kernel
+def _residual_layer_norm_in_place(x, y, bias, gamma, beta, eps):
+    dim, tokens = x.shape
+    total = np.zeros(tokens, dtype=np.float64)
+    squares = np.zeros(tokens, dtype=np.float64)
+    for c in range(dim):
+        row, update, offset = x[c], y[c], bias[c]
+        for t in range(tokens):
+            summed = row[t] + (update[t] + offset)
+            row[t] = summed
+            value = np.float64(summed)
+            total[t] += value
+            squares[t] += value * value
+    _normalise_columns(x, total, squares, gamma, beta, eps)
+
+
+def _in_place_target(x, out):
+    """The array a kernel will work on in place: x itself, or ``out`` (a new array if None) holding a copy of x."""
+    if out is x:
+        return x
+    if out is None:
+        return x.copy()
+    out[...] = x
+    return out
 
 
 def layer_norm(x, gamma, beta, eps, out=None):
     """LayerNorm of each column of x [dim, tokens] into ``out`` (may be x). Twin: ``layers.layer_norm(x.T).T``."""
-    out = np.empty_like(x) if out is None else out
-    _layer_norm_kernel(x.size, x, gamma, beta, np.float32(eps), out, _column_blocks(x.shape[1]))
+    out = _in_place_target(x, out)
+    _layer_norm_in_place(out, gamma, beta, np.float32(eps))
     return out
-
-
-@_ParallelKernel
-def _residual_layer_norm_kernel(x, y, bias, gamma, beta, eps, out, blocks):
-    dim, tokens = x.shape
-    for block in numba.prange(blocks):
-        t0, t1 = block * tokens // blocks, (block + 1) * tokens // blocks
-        for c in range(dim):
-            summed, residual, update, offset = out[c, t0:t1], x[c, t0:t1], y[c, t0:t1], bias[c]
-            for t in range(t1 - t0):
-                summed[t] = residual[t] + (update[t] + offset)
-        _normalise_columns(out, gamma, beta, eps, out, t0, t1)
 
 
 def residual_layer_norm(x, y, bias, gamma, beta, eps, out=None):
     """out <- LayerNorm(x + (y + bias[:, None])) over each column: the post-norm residual step, one pass (``out``
     may be x). All [dim, tokens]. Twin: ``layers.residual_layer_norm`` on the transposes.
     """
-    out = np.empty_like(x) if out is None else out
-    _residual_layer_norm_kernel(x.size, x, y, bias, gamma, beta, np.float32(eps), out, _column_blocks(x.shape[1]))
+    out = _in_place_target(x, out)
+    _residual_layer_norm_in_place(out, y, bias, gamma, beta, np.float32(eps))
     return out
-
-
-@_ParallelKernel
-def _add_residual_kernel(x, y, bias):  # x += y + bias[:, None]
-    dim, tokens = x.shape
-    for c in numba.prange(dim):
-        for t in range(tokens):
-            x[c, t] += y[c, t] + bias[c]
-
-
-def add_residual(x, y, bias):
-    """In place: x <- x + (y + bias[:, None]), the pre-norm residual step. x, y [dim, tokens]."""
-    _add_residual_kernel(x.size, x, y, bias)
-    return x
 
 
 # The row maximum is kept as MAX_LANES running maxima side by side. subtle: one running maximum is a chain of
@@ -319,29 +300,29 @@ def _scaled_softmax_row(row, n_keys, scale, lanes):
     lanes[:] = MASKED_SCORE
     for j0 in range(0, whole, MAX_LANES):
         for lane in range(MAX_LANES):
-            value = row[j0 + lane] * scale
-            row[j0 + lane] = value
-            lanes[lane] = max(lanes[lane], value)
+            lanes[lane] = max(lanes[lane], row[j0 + lane])
     largest = MASKED_SCORE
     for lane in range(MAX_LANES):
         largest = max(largest, lanes[lane])
     for j in range(whole, n_keys):
-        row[j] *= scale
         largest = max(largest, row[j])
+    # subtle: scale > 0, so the largest scaled score is scale * the largest score: the scaling can wait for exp
+    shift = largest * scale
     total = np.float32(0.0)
     for j in range(n_keys):
-        row[j] = _exp_f32(row[j] - largest)
+        row[j] = _exp_f32(row[j] * scale - shift)
         total += row[j]
+    inverse = np.float32(1.0) / total
     for j in range(n_keys):
-        row[j] /= total
+        row[j] *= inverse
 
 
-@_ParallelKernel
-def _scaled_softmax_kernel(scores, scale, causal):
-    # scores [heads, q, k] <- softmax(scale * scores) over k, in place; causal rows end at the diagonal (the rest 0)
+@_fast_kernel
+def _scaled_softmax_in_place(scores, scale, causal):
+    # scores [heads, q, k] <- softmax(scale * scores) over k; causal rows end at the diagonal (the rest 0)
     n_heads, q_len, k_len = scores.shape
-    for h in numba.prange(n_heads):
-        lanes = np.empty(MAX_LANES, dtype=np.float32)
+    lanes = np.empty(MAX_LANES, dtype=np.float32)
+    for h in range(n_heads):
         for i in range(q_len):
             row = scores[h, i]
             n_keys = i + 1 if causal else k_len
@@ -353,5 +334,7 @@ def _scaled_softmax_kernel(scores, scale, causal):
 def scaled_softmax(scores, scale, causal):
     """In place over the last axis of scores [heads, q, k]: softmax(scale * scores), keys after the query masked
     when ``causal``. Twin: ``layers.softmax`` of the masked, scaled scores."""
-    _scaled_softmax_kernel(scores.size, scores, np.float32(scale), causal)
+    if not scale > 0:
+        raise ValueError(f"scaled_softmax needs a positive scale, got {scale}")
+    _scaled_softmax_in_place(scores, np.float32(scale), causal)
     return scores

@@ -8,7 +8,6 @@ No timing here: speed is measured by benchmarks/.
 import math
 
 import numpy as np
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -27,15 +26,6 @@ def columns(array):
 
 
 seeds = st.integers(0, 2**32 - 1)
-
-
-@pytest.fixture(scope="module", autouse=True, params=["across the cores", "on one core"])
-def kernel_version(request):
-    """Every kernel is compiled twice (kernels._ParallelKernel): run this whole file against each version."""
-    saved = kernels.SERIAL_BELOW
-    kernels.SERIAL_BELOW = 0 if request.param == "across the cores" else 2**62
-    yield request.param
-    kernels.SERIAL_BELOW = saved
 
 
 def assert_layer_norm_close(got, expected, inputs, gamma):
