@@ -27,7 +27,7 @@ from encoder import SHAPES, flops, make_inputs
 # which timer each wrapped call goes to
 KERNEL_GROUPS = {"bias_gelu": "bias+GELU", "add_bias": "bias q/k/v", "layer_norm": "layer norms",
                  "residual_layer_norm": "layer norms", "add_residual": "layer norms",
-                 "scaled_softmax": "attention softmax"}
+                 "scaled_softmax": "attention softmax", "transpose": "transposes in and out"}
 
 
 def main():

@@ -90,6 +90,14 @@ def test_add_residual(seed, rows, dim):
     np.testing.assert_allclose(got, x + (y + bias), rtol=1e-6, atol=5e-7)
 
 
+@given(seeds, st.integers(1, 40), st.integers(1, 40))
+def test_transpose(seed, rows, cols):
+    source = floats(np.random.default_rng(seed), rows, cols)
+    out = np.empty((cols, rows), np.float32)
+    assert kernels.transpose(source, out) is out
+    np.testing.assert_array_equal(out, source.T)
+
+
 def padded_attention(qkv, lengths, n_heads, causal):
     """The twin: pad the packed sequences to a batch and run ``layers.scaled_dot_product_attention``."""
     dim = qkv.shape[1] // 3
