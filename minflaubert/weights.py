@@ -267,13 +267,17 @@ def write_safetensors(state: dict[str, np.ndarray], path: Path, progress: bool =
         offset += array.nbytes
     text = json.dumps(header, separators=(",", ":")).encode("utf-8")
     text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned
-    with open(path, "wb") as file, tqdm(total=offset, unit="B", unit_scale=True, desc=f"writing {path.stem}",
-                                        disable=not progress) as bar:
-        file.write(len(text).to_bytes(8, "little") + text)
-        for name in names:
-            array = np.asarray(state[name], dtype=state[name].dtype.newbyteorder("<"), order="C")
-            file.write(array.reshape(-1).view(np.uint8).data)  # the OS pages the .bin in as we go
-            bar.update(array.nbytes)
+    try:
+        with open(path, "wb") as file, tqdm(total=offset, unit="B", unit_scale=True, desc=f"writing {path.stem}",
+                                            disable=not progress) as bar:
+            file.write(len(text).to_bytes(8, "little") + text)
+            for name in names:
+                array = np.asarray(state[name], dtype=state[name].dtype.newbyteorder("<"), order="C")
+                file.write(array.reshape(-1).view(np.uint8).data)  # the OS pages the .bin in as we go
+                bar.update(array.nbytes)
+    except BaseException:  # a full disk, an unreadable source, Ctrl-C: leave no half-written file behind
+        path.unlink(missing_ok=True)
+        raise
 
 
 def _differences(state: dict[str, np.ndarray], path: Path) -> list[str]:

@@ -93,3 +93,22 @@ def test_save_into_the_folder_it_was_loaded_from(tmp_path):
     np.testing.assert_array_equal(minflaubert.FlaubertWithLMHeadModel.from_pretrained(tmp_path)(IDS % 99).logits,
                                   before)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_failed_save_leaves_the_old_file_and_no_partial_one(tmp_path):
+    """A write that fails halfway (here: a tensor that can't be read) removes its temporary file, and the
+    model.safetensors already in the folder stays as it was."""
+    from minflaubert import weights
+
+    class Unreadable:  # looks like a float32 array until its bytes are asked for
+        dtype, shape, nbytes = np.dtype(np.float32), (2,), 8
+
+        def __array__(self, dtype=None, copy=None):
+            raise OSError("the source went away")
+
+    weights.save_state_dict({"a": np.ones(3, np.float32)}, tmp_path)
+    before = (tmp_path / "model.safetensors").read_bytes()
+    with pytest.raises(OSError, match="went away"):
+        weights.save_state_dict({"a": np.ones(3, np.float32), "b": Unreadable()}, tmp_path)
+    assert [path.name for path in tmp_path.iterdir()] == ["model.safetensors"]
+    assert (tmp_path / "model.safetensors").read_bytes() == before
