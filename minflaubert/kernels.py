@@ -227,7 +227,7 @@ def transpose(source, out):
 
 # LayerNorm works in place, in two passes over the rows: one sums each column (and its squares), one normalises.
 # subtle: in place on purpose. A loop reading one array and writing another that turns out to be the same memory
-# fails the compiler's run-time overlap check and falls back to scalar code: that made the kernel 3x slower
+# fails the compiler's run-time overlap check and falls back to scalar code: that made the kernel 4.5x slower
 # (768 x 1024 floats: 0.55 ms against 0.12 ms in place).
 @numba.njit(inline="always", fastmath=_FAST, error_model=_ERRORS)
 def _normalise_columns(x, total, squares, gamma, beta, eps):
