@@ -164,8 +164,8 @@ def pre_norm_layer(x, mask, p, n_heads, eps, attend, activation, cache=None):
 
 
 # -------------------------------------------------------------------------------------------------- embeddings
-def embed(p, eps, input_ids=None, inputs_embeds=None, position_ids=None, langs=None, token_type_ids=None):
-    """Sum the word, position, language and token-type vectors, then LayerNorm: [batch, seq] -> [batch, seq, dim].
+def embedding_sum(p, input_ids=None, inputs_embeds=None, position_ids=None, langs=None, token_type_ids=None):
+    """Sum the word (or given), position, language and token-type vectors: [batch, seq] -> [batch, seq, dim].
 
     subtle: token types are looked up in the *word* table (there is no separate one), as the reference does.
     """
@@ -175,4 +175,10 @@ def embed(p, eps, input_ids=None, inputs_embeds=None, position_ids=None, langs=N
         x = x + p["lang_embeddings"]["weight"][langs]
     if token_type_ids is not None:
         x = x + p["embeddings"]["weight"][token_type_ids]
-    return layer_norm(x, p["layer_norm_emb"], eps)
+    return x
+
+
+def embed(p, eps, input_ids=None, inputs_embeds=None, position_ids=None, langs=None, token_type_ids=None):
+    """The embedding layer: ``embedding_sum``, then LayerNorm. [batch, seq] -> [batch, seq, dim]."""
+    return layer_norm(embedding_sum(p, input_ids, inputs_embeds, position_ids, langs, token_type_ids),
+                      p["layer_norm_emb"], eps)
