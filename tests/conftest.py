@@ -86,6 +86,11 @@ def compare_outputs(ours: dict, reference: dict, case: str, tolerance: float = 2
             assert_close(ours[name], expected, f"{case} {name.split('.')[0]}", tolerance)
 
 
+def columns(array):
+    """[tokens, features] -> the fast path's feature-major [features, tokens], a new C-contiguous array."""
+    return array.T.copy()  # subtle: ascontiguousarray would return a view when a side is 1
+
+
 def flatten_output(output) -> dict:
     """Our ModelOutput -> {name: array} with tuples numbered like tests/reference.py does."""
     flat = {}

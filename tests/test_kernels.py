@@ -11,6 +11,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import columns
 from minflaubert import fast, kernels, layers
 from minflaubert.config import FlaubertConfig
 from minflaubert.model import FlaubertModel, encode
@@ -18,11 +19,6 @@ from minflaubert.model import FlaubertModel, encode
 
 def floats(rng, *shape, scale=1.0):
     return (scale * rng.standard_normal(shape)).astype(np.float32)
-
-
-def columns(array):
-    """[tokens, features] -> the fast path's feature-major [features, tokens], a new C-contiguous array."""
-    return array.T.copy()  # subtle: ascontiguousarray would return a view when a side is 1
 
 
 seeds = st.integers(0, 2**32 - 1)

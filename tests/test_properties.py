@@ -14,6 +14,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from conftest import columns
 from minflaubert import fast, kernels, layers
 from minflaubert.config import SUMMARY_TYPES, FlaubertConfig
 from minflaubert.model import FlaubertModel
@@ -160,11 +161,6 @@ def test_incremental_decoding_equals_the_whole_sequence(data):
 # ------------------------------------------------------------------------------------------------- layers
 float_rows = hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=3, min_side=2, max_side=24),
                         elements=st.floats(-1e3, 1e3, width=32))
-
-
-def columns(array):
-    """[tokens, features] -> the fast path's feature-major [features, tokens], a new C-contiguous array."""
-    return array.T.copy()  # subtle: ascontiguousarray would return a view when a side is 1
 
 
 @given(float_rows)
