@@ -15,8 +15,8 @@ What changes (and why), against the readable path in ``model.py`` + ``layers.py`
   loop we could write. Queries, keys and values land one under the other in one [3 dim, tokens] buffer (three
   GEMMs into its row blocks, or one against a fused weight with ``prepare(..., fuse_qkv=True)``: it costs a copy).
   Attention too: per sequence, its scores and its weighted sum are two batched products over the heads.
-* **Fused elementwise passes** (Numba, ``kernels.py``): bias + GELU in place, bias + residual + LayerNorm in one
-  pass, attention's scale + mask + softmax in one pass.
+* **Fused elementwise passes** (Numba, ``kernels.py``): bias + GELU in place, bias + residual in place (then
+  LayerNorm in place), attention's scale + mask + softmax in one pass.
 * **Preallocated buffers**, reused from call to call; float32 everywhere.
 
 It applies when no key/value ``cache`` is used, attention maps are not asked for, and the padding mask can be

@@ -29,7 +29,7 @@ def layer_norm(x, p, eps):  # [..., dim] -> [..., dim]
 
 
 def residual_layer_norm(x, y, p, eps):  # [..., dim], [..., dim] -> [..., dim]
-    """The post-norm residual step in one: LayerNorm(x + y). (The fast path fuses it, with y's bias, in one pass.)"""
+    """The post-norm residual step in one: LayerNorm(x + y). (The fast path adds y's bias with the residual.)"""
     return layer_norm(x + y, p, eps)
 
 
