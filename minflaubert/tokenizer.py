@@ -323,24 +323,10 @@ class FlaubertTokenizer:
 
     def save_pretrained(self, folder: str | os.PathLike) -> tuple[str, str, str]:
         """Write ``vocab.json``, ``merges.txt`` and ``tokenizer_config.json`` into ``folder`` (created if needed)."""
-        folder = os.fspath(folder)
-        os.makedirs(folder, exist_ok=True)
-        paths = tuple(os.path.join(folder, name) for name in ("vocab.json", "merges.txt", "tokenizer_config.json"))
-        with open(paths[0], "w", encoding="utf-8") as f:
-            f.write(json.dumps(self.encoder, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-        with open(paths[1], "w", encoding="utf-8") as f:
-            f.writelines(f"{left} {right}\n" for left, right in sorted(self.bpe_ranks, key=self.bpe_ranks.get))
-        config = {
-            "tokenizer_class": "FlaubertTokenizer",
-            "do_lowercase": self.do_lowercase,
-            "model_max_length": self.model_max_length,
-            "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces,
-            **SPECIAL_TOKENS,
-            "additional_special_tokens": self.additional_special_tokens,
-        }
-        with open(paths[2], "w", encoding="utf-8") as f:
-            f.write(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
-        return paths
+        return write_tokenizer_files(folder, self.encoder, sorted(self.bpe_ranks, key=self.bpe_ranks.get),
+                                     do_lowercase=self.do_lowercase, model_max_length=self.model_max_length,
+                                     clean_up_tokenization_spaces=self.clean_up_tokenization_spaces,
+                                     additional_special_tokens=self.additional_special_tokens)
 
     # -- vocabulary ----------------------------------------------------------------------------------------------------
 
@@ -771,6 +757,31 @@ class FlaubertTokenizer:
 
     def __repr__(self) -> str:
         return f"FlaubertTokenizer(vocab_size={self.vocab_size}, do_lowercase={self.do_lowercase})"
+
+
+def write_tokenizer_files(folder: str | os.PathLike, vocab: dict[str, int], merges: Sequence[tuple[str, str]],
+                          do_lowercase: bool, model_max_length: int, clean_up_tokenization_spaces: bool,
+                          additional_special_tokens: Sequence[str] = ADDITIONAL_SPECIAL_TOKENS) -> tuple[str, str, str]:
+    """The three files of a FlauBERT tokenizer, as transformers writes them: ``vocab.json`` (``{token: id}``),
+    ``merges.txt`` (one ``left right`` line per merge, earliest first) and ``tokenizer_config.json``."""
+    folder = os.fspath(folder)
+    os.makedirs(folder, exist_ok=True)
+    paths = tuple(os.path.join(folder, name) for name in ("vocab.json", "merges.txt", "tokenizer_config.json"))
+    with open(paths[0], "w", encoding="utf-8") as f:
+        f.write(json.dumps(vocab, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    with open(paths[1], "w", encoding="utf-8") as f:
+        f.writelines(f"{left} {right}\n" for left, right in merges)
+    config = {
+        "tokenizer_class": "FlaubertTokenizer",
+        "do_lowercase": bool(do_lowercase),
+        "model_max_length": int(model_max_length),
+        "clean_up_tokenization_spaces": bool(clean_up_tokenization_spaces),
+        **SPECIAL_TOKENS,
+        "additional_special_tokens": list(additional_special_tokens),
+    }
+    with open(paths[2], "w", encoding="utf-8") as f:
+        f.write(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    return paths
 
 
 def _read_json_object(path, argument: str, what: str) -> dict:
