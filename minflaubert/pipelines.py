@@ -251,11 +251,8 @@ class FillMaskPipeline(Pipeline):
 # feature-extraction
 # ----------------------------------------------------------------------------------------------------------------
 class FeatureExtractionPipeline(Pipeline):
-    """The encoder's last hidden states: [tokens, dim] per text, or one [dim] vector per text with ``pooling``.
-
-    ``pooling="mean"`` averages the vectors of the text's own tokens (``<s>`` and ``</s>`` included, padding
-    never), ``"first"`` takes the vector of ``<s>``. Which one suits a task is for you to measure: FlauBERT was not
-    trained to make sentence vectors, so neither is "the" sentence embedding.
+    """The encoder's last hidden states: [tokens, dim] per text, or one [dim] vector per text with ``pooling``
+    (see :func:`pool`; ``normalize=True`` scales each pooled vector to length 1).
     """
 
     task = "feature-extraction"
@@ -265,8 +262,10 @@ class FeatureExtractionPipeline(Pipeline):
     def model_class(cls, config):
         return FlaubertModel  # any checkpoint: a head's weights are simply not used
 
-    def options(self, pooling: str | None = None) -> dict:
-        return {"pooling": check_choice("pooling", pooling, (None, "mean", "first"))}
+    def options(self, pooling: str | None = None, normalize: bool = False) -> dict:
+        if normalize and pooling is None:
+            raise ValueError("normalize=True needs a pooling: it scales one vector per text to length 1")
+        return {"pooling": check_choice("pooling", pooling, (None, *POOLINGS)), "normalize": bool(normalize)}
 
     def preprocess(self, text, **options) -> list[dict]:
         return [{"input_ids": self.encode(text)["input_ids"]}]
@@ -275,11 +274,33 @@ class FeatureExtractionPipeline(Pipeline):
         last_hidden_state, _, _ = self.model.encode(input_ids=input_ids, attention_mask=attention_mask)
         return {"last_hidden_state": last_hidden_state}
 
-    def postprocess(self, text, features, outputs, pooling):
+    def postprocess(self, text, features, outputs, pooling, normalize):
         vectors = outputs[0]["last_hidden_state"][:len(features[0]["input_ids"])]  # drop the padding rows
-        if pooling == "mean":
-            return vectors.mean(axis=0)
-        return vectors[0] if pooling == "first" else vectors
+        return vectors if pooling is None else pool(vectors, pooling, normalize)
+
+
+POOLINGS = ("mean", "first", "max")
+
+
+def pool(token_vectors: np.ndarray, pooling: str, normalize: bool = False) -> np.ndarray:
+    """One text's token vectors [tokens, dim] (its own tokens only, no padding) -> one [dim] sentence vector.
+
+    ``"mean"`` averages them (``<s>`` and ``</s>`` included), ``"first"`` takes the vector of ``<s>``, ``"max"``
+    keeps each feature's largest value over the tokens. Which one suits a task is for you to measure: FlauBERT was
+    not trained to make sentence vectors, so none of them is "the" sentence embedding. ``normalize`` divides the
+    vector by its Euclidean length, so that the dot product of two vectors is their cosine similarity.
+    """
+    if pooling == "mean":
+        vector = token_vectors.mean(axis=0)
+    elif pooling == "first":
+        vector = token_vectors[0]
+    elif pooling == "max":
+        vector = token_vectors.max(axis=0)
+    else:
+        raise ValueError(f"pooling must be one of {', '.join(map(repr, POOLINGS))}, got {pooling!r}")
+    if normalize:
+        vector = vector / max(float(np.linalg.norm(vector)), 1e-12)  # 1e-12: an all-zero vector stays zero
+    return vector.astype(np.float32, copy=False)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -47,7 +47,9 @@ def test_bad_options():
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         pipeline("feature-extraction", FIXTURES / "tiny-model", batch_size=0)
     with pytest.raises(ValueError, match="pooling must be one of"):
-        pipeline("feature-extraction", FIXTURES / "tiny-model", pooling="max")
+        pipeline("feature-extraction", FIXTURES / "tiny-model", pooling="sum")
+    with pytest.raises(ValueError, match="normalize=True needs a pooling"):
+        pipeline("feature-extraction", FIXTURES / "tiny-model", normalize=True)
     with pytest.raises(ValueError, match="aggregation_strategy must be one of"):
         pipeline("token-classification", FIXTURES / "tiny-token-classification", aggregation_strategy="longest")
 
@@ -170,6 +172,15 @@ def test_feature_extraction_equals_the_encoder_text_by_text():
         np.testing.assert_allclose(mean, alone.mean(axis=0), atol=2e-5)
         np.testing.assert_allclose(first, alone[0], atol=2e-5)
     assert extract("Paris", pooling="mean").shape == (model.config.emb_dim,)
+
+
+def test_max_pooling_and_normalize():
+    extract = pipeline("feature-extraction", FIXTURES / "tiny-model", batch_size=3)
+    for vectors, largest, unit in zip(extract(TEXTS), extract(TEXTS, pooling="max"),
+                                      extract(TEXTS, pooling="mean", normalize=True)):
+        np.testing.assert_array_equal(largest, vectors.max(axis=0))
+        np.testing.assert_allclose(unit, vectors.mean(axis=0) / np.linalg.norm(vectors.mean(axis=0)), rtol=1e-6)
+        assert unit.dtype == largest.dtype == np.float32
 
 
 def test_feature_extraction_reads_a_head_checkpoint():
