@@ -1,0 +1,425 @@
+"""Draw the figures the lessons show (tutorials/figures/*.png), from the code and the models they teach.
+
+    pip install -e ".[tutorials]"                 # matplotlib
+    python scripts/make_figures.py                # every figure, into tutorials/figures/
+    python scripts/make_figures.py attention_elle speed   # some of them
+    python scripts/make_figures.py --quick --out /tmp/f   # what the test runs: small sizes, one timing repetition
+
+The lessons run without matplotlib: they show the committed PNGs. Each function below makes one figure, and its
+docstring says what the figure is meant to teach. The trained model is weights/flaubert_tiny (its model card says
+how it was trained); the random fixtures of tests/fixtures appear only where the mechanics are the point.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+TRAINED = Path(os.environ.get("MINFLAUBERT_TUTORIAL_MODEL", REPO / "weights" / "flaubert_tiny"))
+QUICK = False
+FIGURES: dict = {}  # name -> function(plt) -> figure
+
+
+def figure(function):
+    FIGURES[function.__name__] = function
+    return function
+
+
+def trained(cls_name="FlaubertWithLMHeadModel"):
+    """The trained model (as the bare encoder, "FlaubertModel", or with its LM head) and its tokenizer."""
+    import warnings
+
+    import minflaubert
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the bare encoder does not use the checkpoint's LM-head bias
+        model = getattr(minflaubert, cls_name).from_pretrained(TRAINED)
+    return model, minflaubert.FlaubertTokenizer.from_pretrained(TRAINED)
+
+
+def lesson_namespace(prefix: str, blocks: int) -> dict:
+    """Run the first ``blocks`` python blocks of a lesson and return its namespace (the figure uses its data)."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import render_tutorials
+
+    path = next((REPO / "tutorials").glob(f"{prefix}_*.md"))
+    namespace = {"__name__": "__figure__"}
+    with contextlib.redirect_stdout(io.StringIO()):
+        for block in render_tutorials.parse(path.read_text(encoding="utf-8"))[:blocks]:
+            exec(compile(block.code, f"{path.name}, block {block.number}", "exec"), namespace)
+    return namespace
+
+
+@figure
+def bpe_growth(plt):
+    """Lesson 8: as merges are learned, the vocabulary grows by one symbol per merge and the text gets shorter in
+    tokens; the first merges are the most frequent pairs (word endings, common short words)."""
+    from minflaubert import bpe_train
+
+    paragraphs = lesson_namespace("08", 1)["paragraphs"]
+    counts = bpe_train.count_words(paragraphs)
+    state = bpe_train.PairCounts(counts)
+    tokens = [sum(len(s) * w for s, w in zip(state.symbols, state.weights))]
+    merges = []
+    while True:
+        found = state.best()
+        if found is None or found[1] < 2:
+            break
+        state.merge(found[0])
+        merges.append(found)
+        tokens.append(sum(len(s) * w for s, w in zip(state.symbols, state.weights)))
+    words = sum(counts.values())
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.2, 1]})
+    left.plot(np.arange(len(tokens)), np.array(tokens) / words, color="tab:blue")
+    left.set_xlabel("merges learned (= symbols added to the vocabulary)")
+    left.set_ylabel("tokens per word of the text", color="tab:blue")
+    left.set_title(f"{words} words of the lesson's text")
+    left.axhline(1.0, color="grey", lw=0.8, ls=":")
+    left.text(len(tokens) * 0.55, 1.05, "one token per word", color="grey", fontsize=8)
+    twin = left.twinx()
+    twin.plot(np.arange(len(merges)) + 1, [count for _, count in merges], color="tab:orange", lw=1)
+    twin.set_ylabel("occurrences of the merged pair", color="tab:orange")
+    first = merges[:15]
+    right.barh(range(len(first))[::-1], [count for _, count in first], color="tab:orange")
+    right.set_yticks(range(len(first))[::-1], [f"#{i} {a!r} + {b!r}" for i, ((a, b), _) in enumerate(first)],
+                     fontsize=8)
+    right.set_xlabel("occurrences in the text")
+    right.set_title("the first 15 merges")
+    fig.tight_layout()
+    return fig
+
+
+SIMILAR_WORDS = ["il", "elle", "lui", "père", "mère", "fils", "fille", "un", "deux", "trois", "dix", "blanc", "noir",
+                 "rouge", "dit", "répondit", "demanda"]
+
+
+@figure
+def embedding_table(plt):
+    """Lesson 2: the trained word table and position table. Neighbouring positions get similar vectors (a band
+    along the diagonal): the model learned that position 7 is near position 8. Word rows are what carries meaning."""
+    model, tokenizer = trained()
+    positions = model.params["position_embeddings"]["weight"][:64]
+    unit = positions / np.linalg.norm(positions, axis=1, keepdims=True)
+    words = model.params["embeddings"]["weight"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4))
+    image = left.imshow(unit @ unit.T, cmap="RdBu_r", vmin=-1, vmax=1)
+    left.set_title("cosine similarity of position vectors 0-63")
+    left.set_xlabel("position")
+    left.set_ylabel("position")
+    fig.colorbar(image, ax=left, shrink=0.8)
+    vocab = tokenizer.get_vocab()
+    chosen = [w for w in SIMILAR_WORDS if w + "</w>" in vocab]
+    rows = words[[vocab[w + "</w>"] for w in chosen]]
+    rows = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    image = right.imshow(rows @ rows.T, cmap="RdBu_r", vmin=-1, vmax=1)
+    right.set_xticks(range(len(chosen)), chosen, rotation=60)
+    right.set_yticks(range(len(chosen)), chosen)
+    right.set_title("cosine similarity of some word rows")
+    fig.colorbar(image, ax=right, shrink=0.8)
+    fig.tight_layout()
+    return fig
+
+
+ELLE_SENTENCE = "la servante ouvrit la fenêtre, puis elle regarda la mer."
+
+
+def elle_attention(model, tokenizer, sentence=ELLE_SENTENCE, pronoun="elle", noun="servante"):
+    """Attention weights of every layer and head for one sentence -> (tokens, weights [layers, heads, q, k],
+    position of the pronoun's first piece, position of the noun's first piece)."""
+    from minflaubert.tokenizer import moses_tokenize, normalize
+
+    encoding = tokenizer(sentence, return_tensors="np")
+    tokens = tokenizer.convert_ids_to_tokens(encoding["input_ids"][0])
+    words, word_ids = moses_tokenize(normalize(sentence, True)), encoding.word_ids()
+    out = model(encoding["input_ids"], output_attentions=True)
+    weights = np.stack([a[0] for a in out.attentions])
+    return tokens, weights, word_ids.index(words.index(pronoun)), word_ids.index(words.index(noun))
+
+
+@figure
+def attention_elle(plt):
+    """Lessons 3 and 10: which head links « elle » to the noun it stands for? Left: the weight from « elle » to
+    « servante » in every head of the trained model; right: the whole map of the head that links them most."""
+    model, tokenizer = trained("FlaubertModel")
+    tokens, weights, p, n = elle_attention(model, tokenizer)
+    link = weights[:, :, p, n]
+    layer, head = np.unravel_index(link.argmax(), link.shape)
+    labels = [t.replace("</w>", "") for t in tokens]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [0.8, 1.4]})
+    image = left.imshow(link, cmap="viridis", vmin=0, vmax=1)
+    for (i, j), value in np.ndenumerate(link):
+        left.text(j, i, f"{value:.2f}", ha="center", va="center", color="white" if value < 0.5 else "black",
+                  fontsize=9)
+    left.set_xticks(range(link.shape[1]), [f"head {h}" for h in range(link.shape[1])])
+    left.set_yticks(range(link.shape[0]), [f"layer {i}" for i in range(link.shape[0])])
+    left.set_title("weight « elle » → « servante »")
+    right.imshow(weights[layer, head], cmap="viridis", vmin=0, vmax=1)
+    right.set_xticks(range(len(labels)), labels, rotation=60, fontsize=9)
+    right.set_yticks(range(len(labels)), labels, fontsize=9)
+    right.set_xlabel("key (looked at)")
+    right.set_ylabel("query (looking)")
+    right.add_patch(plt.Rectangle((n - 0.5, p - 0.5), 1, 1, fill=False, edgecolor="red", lw=2))
+    right.set_title(f"layer {layer}, head {head}: every query's weights")
+    fig.suptitle(f"« {ELLE_SENTENCE} » in the trained model")
+    fig.tight_layout()
+    return fig
+
+
+@figure
+def mask_matrix(plt):
+    """Lesson 3: the padding mask of a batch, and the two attention masks built from it (who may look at whom)."""
+    from minflaubert import FlaubertTokenizer, layers
+
+    tokenizer = FlaubertTokenizer.from_pretrained(REPO / "tests/fixtures/tiny-model")
+    batch = tokenizer(["Le chat dort sur le canapé.", "Paris"], padding=True, return_tensors="np")
+    mask = layers.padding_mask(*batch["input_ids"].shape, attention_mask=batch["attention_mask"])
+    panels = [("padding mask [batch, seq]", mask, "position", "sequence"),
+              ("bidirectional, sequence 2 [q, k]", layers.attention_mask_matrix(mask, causal=False)[1], "key",
+               "query"),
+              ("causal, sequence 1 [q, k]", layers.attention_mask_matrix(mask, causal=True)[0], "key", "query")]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), gridspec_kw={"width_ratios": [1, 1, 1]})
+    for axis, (title, matrix, xlabel, ylabel) in zip(axes, panels):
+        axis.imshow(matrix, cmap="Greens", vmin=0, vmax=1.3, aspect="equal")
+        for (i, j), value in np.ndenumerate(matrix):
+            axis.text(j, i, int(value), ha="center", va="center", fontsize=8)
+        axis.set_title(title, fontsize=10)
+        axis.set_xlabel(xlabel)
+        axis.set_ylabel(ylabel)
+        axis.set_xticks(range(matrix.shape[1]))
+        axis.set_yticks(range(matrix.shape[0]))
+    fig.tight_layout()
+    return fig
+
+
+@figure
+def residual_norms(plt):
+    """Lessons 4 and 10: the length of each token's vector in the residual stream, layer by layer, in the trained
+    (pre-norm) model: nothing renormalises the stream, so each layer's additions make it grow."""
+    model, tokenizer = trained("FlaubertModel")
+    ids = tokenizer(ELLE_SENTENCE, return_tensors="np")["input_ids"]
+    tokens = [t.replace("</w>", "") for t in tokenizer.convert_ids_to_tokens(ids[0])]
+    states = model(ids, output_hidden_states=True).hidden_states
+    norms = np.array([np.linalg.norm(h[0], axis=-1) for h in states])  # [layers + 1, tokens]
+    fig, axis = plt.subplots(figsize=(8, 4.4))
+    for j, token in enumerate(tokens):
+        axis.plot(range(len(states)), norms[:, j], marker="o", lw=1, label=token)
+    axis.set_xticks(range(len(states)), ["embeddings"] + [f"after layer {i}" for i in range(len(states) - 1)])
+    axis.set_ylabel("‖x‖ of the token's vector")
+    axis.set_title("the residual stream of the trained pre-norm model, token by token")
+    axis.legend(fontsize=8, ncol=2, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+@figure
+def prenorm_postnorm(plt):
+    """Lesson 4: the spread of the residual stream through a deep stack. Post-norm renormalises after every
+    sub-layer (std stays at the LayerNorm's scale); pre-norm keeps adding to a stream nothing rescales. The random
+    linear weights are drawn with variance 1 / fan-in, so each sub-layer adds a correction of its input's size
+    (the fixtures' 0.02 init would add almost nothing and hide the effect)."""
+    from minflaubert import FlaubertConfig, FlaubertModel
+
+    n_layers = 6 if QUICK else 24
+    ids = np.arange(5, 37)[None, :]
+    rng = np.random.default_rng(0)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for pre_norm, colour in [(False, "tab:blue"), (True, "tab:red")]:
+        config = FlaubertConfig(vocab_size=64, emb_dim=64, n_layers=n_layers, n_heads=4, pre_norm=pre_norm)
+        model = FlaubertModel(config, seed=1)
+        for name, array in model.weights.items():
+            if array.ndim == 2 and not name.startswith(("embeddings", "position")):
+                array[...] = rng.normal(0, 1 / np.sqrt(array.shape[1]), array.shape)
+        states = model(ids, output_hidden_states=True).hidden_states
+        name = "pre-norm" if pre_norm else "post-norm"
+        left.plot([float(np.std(h[0], axis=-1).mean()) for h in states], marker=".", color=colour, label=name)
+        right.hist(states[-1][0].ravel(), bins=np.linspace(-12, 12, 97), alpha=0.6, color=colour, density=True,
+                   label=f"{name}, after layer {n_layers - 1}")
+    left.set_xlabel("layer (0 = embeddings)")
+    left.set_ylabel("std of a token's vector (mean over tokens)")
+    left.set_title(f"{n_layers} random layers of 64 dims: the stream's spread")
+    left.legend()
+    right.set_xlabel("activation value")
+    right.set_title("every activation of the last hidden state")
+    right.legend()
+    fig.tight_layout()
+    return fig
+
+
+@figure
+def head_outputs(plt):
+    """Lesson 6: what each of the seven heads returns for the same batch, drawn at its shape ([batch 0] shown)."""
+    import json
+
+    import minflaubert
+
+    panels = []
+    for name, field in [("tiny-lm", "logits"), (None, "logits"), ("tiny-sequence-classification", "logits"),
+                        ("tiny-token-classification", "logits"), ("tiny-qa-simple", "start_logits"),
+                        ("tiny-qa", "start_top_log_probs"), ("tiny-multiple-choice", "logits")]:
+        if name is None:  # the adaptive softmax: no fixture, a config
+            config = minflaubert.FlaubertConfig(vocab_size=426, emb_dim=32, n_layers=2, n_heads=4, asm=True,
+                                                asm_cutoffs=[50, 200], asm_div_value=2.0)
+            model, title = minflaubert.FlaubertWithLMHeadModel(config), "adaptive-softmax LM"
+        else:
+            folder = REPO / "tests/fixtures" / name
+            class_name = json.load(open(folder / "config.json"))["architectures"][0]
+            model, title = getattr(minflaubert, class_name).from_pretrained(folder), class_name.replace("Flaubert", "")
+        inputs = np.load(folder / "reference.npz") if name else None
+        stored = {k.split("/")[-1]: inputs[k] for k in inputs.files if k.startswith("plain/inputs/")} if name \
+            else {"input_ids": panels[0][3]}
+        value = model(**stored)[field]
+        panels.append((title, field, value, stored["input_ids"]))
+    fig, axes = plt.subplots(1, 7, figsize=(15, 3.6))
+    for axis, (title, field, value, _) in zip(axes, panels):
+        first = np.atleast_2d(value[0])
+        if first.shape[0] == 1 and first.shape[1] < 8:
+            first = first.T
+        axis.imshow(first, aspect="auto", cmap="magma", interpolation="nearest")
+        axis.set_title(f"{title}\n{field} {tuple(value.shape)}", fontsize=8)
+        axis.set_xticks([])
+        axis.set_yticks([])
+    fig.suptitle("one batch, seven heads: each panel is its output for the first example (random weights)")
+    fig.tight_layout()
+    return fig
+
+
+FILL_SENTENCES = ["la mère embrassa son <special1> avant de partir.", "il faisait froid, et la <special1> tombait.",
+                  "elle ouvrit la <special1> et sortit dans le jardin."]
+
+
+@figure
+def fill_mask(plt):
+    """Lessons 6 and 10: the trained model's ten likeliest words for a blank, with their probabilities."""
+    from minflaubert.pipelines import pipeline
+
+    model, tokenizer = trained()
+    fill = pipeline("fill-mask", model=model, tokenizer=tokenizer)
+    fig, axes = plt.subplots(1, len(FILL_SENTENCES), figsize=(13, 4))
+    for axis, sentence in zip(axes, FILL_SENTENCES):
+        proposals = fill(sentence, top_k=10)
+        axis.barh(range(10)[::-1], [p["score"] for p in proposals], color="tab:green")
+        axis.set_yticks(range(10)[::-1], [p["token_str"] for p in proposals])
+        axis.set_xlabel("probability")
+        axis.set_title(sentence.replace("<special1>", "___"), fontsize=9)
+    fig.suptitle("fill-mask with weights/flaubert_tiny")
+    fig.tight_layout()
+    return fig
+
+
+@figure
+def loss_curve(plt):
+    """Lesson 10: how the shipped model learned: the masked-LM loss on training batches, and the share of masked
+    words it guessed right on held-out text (a novel of Flaubert it never saw)."""
+    with open(TRAINED / "training_log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    step = np.array([float(r["step"]) for r in rows])
+    loss = np.array([float(r["train_loss"]) if r["train_loss"] else np.nan for r in rows])
+    top1 = np.array([float(r["heldout_top1"]) if r.get("heldout_top1") else np.nan for r in rows])
+    fig, left = plt.subplots(figsize=(8, 4.2))
+    left.plot(step, loss, color="tab:blue", lw=1)
+    left.set_xlabel("training step")
+    left.set_ylabel("training loss (cross-entropy, nats)", color="tab:blue")
+    right = left.twinx()
+    right.plot(step[~np.isnan(top1)], top1[~np.isnan(top1)], color="tab:green", marker="o", ms=3)
+    right.set_ylabel("held-out top-1 accuracy on masked words", color="tab:green")
+    right.set_ylim(0, max(0.1, np.nanmax(top1) * 1.15) if np.isfinite(top1).any() else 1)
+    minutes = float(rows[-1]["minutes"])
+    left.set_title(f"training weights/flaubert_tiny: {int(step[-1]):,} steps, {minutes:.0f} minutes on 2 CPU cores")
+    fig.tight_layout()
+    return fig
+
+
+def best_time(function, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+@figure
+def speed(plt):
+    """Lesson 9: time of one forward pass against sequence length, through the three paths of the same function
+    (readable NumPy, readable + Numba kernels, the packed fast path), on a random flaubert_base-shaped encoder."""
+    from minflaubert import FlaubertConfig, FlaubertModel
+
+    if QUICK:
+        config = FlaubertConfig(vocab_size=1000, emb_dim=64, n_layers=2, n_heads=4)
+        lengths, repeats = [8, 32], 1
+    else:
+        config = FlaubertConfig(vocab_size=1000, emb_dim=768, n_layers=12, n_heads=12)
+        lengths, repeats = [16, 64, 128, 256, 512], 7
+    model = FlaubertModel(config)
+    rng = np.random.default_rng(0)
+    paths = {"readable, NumPy (use_kernels=False)": dict(use_kernels=False, output_attentions=False),
+             "readable + Numba kernels (output_attentions=True)": dict(use_kernels=True, output_attentions=True),
+             "fast path (the default call)": dict(use_kernels=True, output_attentions=False)}
+    timings = {name: [] for name in paths}
+    for length in lengths:
+        ids = rng.integers(14, config.vocab_size, size=(1, length))
+        for name, how in paths.items():
+            model.use_kernels = how["use_kernels"]
+            call = lambda: model(ids, output_attentions=how["output_attentions"])  # noqa: E731
+            call()  # warm-up (compilation, buffers)
+            timings[name].append(best_time(call, repeats) * 1000)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, values in timings.items():
+        left.plot(lengths, values, marker="o", label=name)
+    left.set_xscale("log", base=2)
+    left.set_yscale("log")
+    left.set_xlabel("tokens (one sequence)")
+    left.set_ylabel("ms per forward pass (best of %d)" % repeats)
+    left.set_title(f"{config.emb_dim} dims x {config.n_layers} layers, random weights")
+    left.legend(fontsize=8)
+    reference = np.array(timings["readable, NumPy (use_kernels=False)"])
+    for name, values in timings.items():
+        right.plot(lengths, reference / np.array(values), marker="o", label=name)
+    right.set_xscale("log", base=2)
+    right.set_xlabel("tokens (one sequence)")
+    right.set_ylabel("speed-up over the NumPy path")
+    right.set_title("how much faster than readable NumPy")
+    right.axhline(1, color="grey", lw=0.8)
+    fig.suptitle(f"timings on this machine ({os.cpu_count()} cores); they vary from run to run")
+    fig.tight_layout()
+    return fig
+
+
+def main(argv=None) -> int:
+    global QUICK
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help=f"figures to draw (default: all): {', '.join(FIGURES)}")
+    parser.add_argument("--out", default=str(REPO / "tutorials" / "figures"), help="folder for the PNGs")
+    parser.add_argument("--quick", action="store_true", help="small sizes and one timing repetition (the test)")
+    args = parser.parse_args(argv)
+    QUICK = args.quick
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    unknown = [name for name in args.names if name not in FIGURES]
+    if unknown:
+        parser.error(f"unknown figure(s) {unknown}; known: {', '.join(FIGURES)}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in args.names or FIGURES:
+        started = time.perf_counter()
+        fig = FIGURES[name](plt)
+        fig.savefig(out / f"{name}.png", dpi=80 if QUICK else 110)
+        plt.close(fig)
+        print(f"{name}.png ({time.perf_counter() - started:.1f} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
