@@ -257,7 +257,8 @@ class HeadModel(FlaubertPreTrainedModel):
         """``__call__``'s arguments -> the output: encoder arguments to the encoder, the rest to ``head``."""
         arguments = {name: value for name, value in arguments.items() if name != "self"}
         return_dict = arguments.pop("return_dict")
-        last, hidden_states, attentions = self.encode(**{name: arguments.pop(name) for name in ENCODER_ARGUMENTS})
+        encoder_arguments = {name: arguments.pop(name) for name in ENCODER_ARGUMENTS}
+        last, hidden_states, attentions = self.run_encoder(**encoder_arguments)
         output = self.output_class(**self.head(last, **arguments), hidden_states=hidden_states,
                                    attentions=attentions)
         return output if return_dict is not False else output.to_tuple()

@@ -171,7 +171,7 @@ class FlaubertPreTrainedModel:
     def num_parameters(self) -> int:
         return sum(array.size for array in self.weights.values())
 
-    def encode(self, **inputs):
+    def run_encoder(self, **inputs):
         """Check the inputs, run the encoder -> (last hidden state, hidden states or None, attentions or None)."""
         output_attentions = inputs.pop("output_attentions", None)
         output_hidden_states = inputs.pop("output_hidden_states", None)
@@ -194,7 +194,7 @@ class FlaubertModel(FlaubertPreTrainedModel):
     def __call__(self, input_ids=None, attention_mask=None, langs=None, token_type_ids=None, position_ids=None,
                  lengths=None, cache=None, inputs_embeds=None, output_attentions=None, output_hidden_states=None,
                  return_dict=None):
-        last, hidden_states, attentions = self.encode(
+        last, hidden_states, attentions = self.run_encoder(
             input_ids=input_ids, attention_mask=attention_mask, langs=langs, token_type_ids=token_type_ids,
             position_ids=position_ids, lengths=lengths, cache=cache, inputs_embeds=inputs_embeds,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states)

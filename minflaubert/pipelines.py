@@ -271,7 +271,7 @@ class FeatureExtractionPipeline(Pipeline):
         return [{"input_ids": self.encode(text)["input_ids"]}]
 
     def forward(self, input_ids, attention_mask, rows):
-        last_hidden_state, _, _ = self.model.encode(input_ids=input_ids, attention_mask=attention_mask)
+        last_hidden_state, _, _ = self.model.run_encoder(input_ids=input_ids, attention_mask=attention_mask)
         return {"last_hidden_state": last_hidden_state}
 
     def postprocess(self, text, features, outputs, pooling, normalize):
