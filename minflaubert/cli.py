@@ -23,7 +23,7 @@ from . import hub
 
 EXAMPLES = {
     "fill-mask": 'minflaubert fill-mask "Le chat dort sur le <special1>." --top-k 3',
-    "embed": "minflaubert embed texts.txt -o vectors.npy --pooling mean",
+    "embed": "minflaubert embed novels/*.txt -o vectors/ --pooling mean   (or -o vectors.npy for a small job)",
     "classify": 'minflaubert classify "Quel film magnifique !" --model weights/my-classifier',
     "ner": 'minflaubert ner "Marie habite à Lyon." --model weights/my-ner --aggregation simple',
     "qa": 'minflaubert qa --question "Où habite Marie ?" --context "Marie habite à Lyon." --model weights/my-qa',
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.run(args)
-    except (OSError, ValueError, TypeError) as error:  # the library's errors already say what to do
+    except (OSError, ValueError, TypeError, ImportError) as error:  # the library's errors already say what to do
         print(f"minflaubert {args.command}: error: {error}", file=sys.stderr)
         return 1
     return 0
@@ -78,12 +78,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--top-k", type=int, default=5, help="proposals per mask (default: 5)")
     sub.add_argument("--targets", nargs="+", metavar="WORD", help="rank only these words")
 
-    sub = command("embed", run_embed, "One vector per line of a text file, saved as an .npy array [lines, dim].",
-                  texts=False)
-    sub.add_argument("input", nargs="?", default="-", help="a UTF-8 text file, one text per line ('-' = stdin)")
-    sub.add_argument("-o", "--output", required=True, help="the .npy file to write")
-    sub.add_argument("--pooling", choices=["mean", "first"], default="mean",
-                     help="mean of the token vectors, or the first token's (default: mean)")
+    sub = command("embed", run_embed, "One vector per line of text files: Parquet shards in a folder (resumable, "
+                  "optionally on a Dask cluster), or one .npy array for a small job.", texts=False)
+    sub.add_argument("inputs", nargs="*", metavar="FILE",
+                     help="UTF-8 text files, one text per line; .gz is decompressed (default, or '-': stdin)")
+    sub.add_argument("-o", "--output", required=True,
+                     help="a folder for Parquet shards and _manifest.json, or a file name ending in .npy")
+    sub.add_argument("--pooling", choices=["mean", "first", "max"], default="mean",
+                     help="mean of the token vectors, the first token's, or each feature's maximum (default: mean)")
+    sub.add_argument("--normalize", action="store_true", help="scale every vector to length 1")
+    sub.add_argument("--shard-lines", type=int, help="lines per Parquet shard (default: 10000)")
+    sub.add_argument("--keep-text", action="store_true", help="store each line's text in the shards too")
+    sub.add_argument("--dask", metavar="CLUSTER",
+                     help="run the shards on Dask: local:N (N worker processes here) or tcp://HOST:PORT (a scheduler)")
+    sub.add_argument("--overwrite", action="store_true",
+                     help="start over in a folder that holds embeddings made with other settings")
+    sub.add_argument("--quiet", action="store_true", help="no progress bar")
 
     sub = command("classify", run_classify, "Label texts with a sequence-classification checkpoint.")
     sub.add_argument("--top-k", type=int, default=1, help="labels per text (default: 1; 0 = all)")
@@ -178,13 +188,20 @@ def run_qa(args) -> None:
 
 
 def run_embed(args) -> None:
-    texts = read_lines(args.input)
-    if not texts:
-        raise ValueError(f"{args.input}: no lines to embed")
-    embed = make_pipeline("feature-extraction", args, pooling=args.pooling, progress=True)
-    vectors = np.stack(embed(texts)).astype(np.float32)
-    np.save(args.output, vectors)
-    emit({"output": args.output, "texts": len(texts), "shape": list(vectors.shape), "pooling": args.pooling})
+    from . import corpus
+
+    common = dict(model=args.model, pooling=args.pooling, normalize=args.normalize, batch_size=args.batch_size,
+                  progress=not args.quiet)
+    if not args.output.endswith(".npy"):
+        emit(corpus.embed_corpus(args.inputs, args.output, shard_lines=args.shard_lines, keep_text=args.keep_text,
+                                 dask=args.dask, overwrite=args.overwrite, **common))
+        return
+    folder_only = [option for option, given in [("--shard-lines", args.shard_lines is not None),
+                                                ("--keep-text", args.keep_text), ("--dask", args.dask),
+                                                ("--overwrite", args.overwrite)] if given]
+    if folder_only:
+        raise ValueError(f"{', '.join(folder_only)}: only for Parquet shards; give -o a folder instead of a .npy file")
+    emit(corpus.embed_to_npy(args.inputs, args.output, **common))
 
 
 def run_download(args) -> None:
