@@ -19,6 +19,9 @@ _EXPORTS = {
     "FlaubertForQuestionAnswering": "heads",
     "FlaubertForMultipleChoice": "heads",
     "pipeline": "pipelines",
+    "embed_corpus": "corpus",
+    "read_embeddings": "corpus",
+    "iter_embeddings": "corpus",
 }
 
 __all__ = ["__version__", *_EXPORTS]
