@@ -166,21 +166,30 @@ def test_other_settings_are_refused_and_overwrite_starts_over(tmp_path, extra):
     out = tmp_path / "vectors"
     common = [tmp_path / "corpus.txt", "-o", out, "--shard-lines", 10, "--quiet"]
     json_lines(run("embed", *common, "--model", MODEL))
-    assert json_lines(run("embed", *common, "--model", MODEL))[0]["resumed_shards"] == 4  # same job: nothing to do
     assert_error(run("embed", *common, "--model", MODEL, "--pooling", "max"), "pooling: 'mean' then, 'max' now")
-    assert_error(run("embed", *common, "--model", FIXTURES / "tiny-lm"), "model (sha256 of its files): ")
-    assert_error(run("embed", *common, "--model", MODEL, "--batch-size", 3), "batch_size: 8 then, 3 now")
+
+    def embed(**changes):  # the same job in this process (faster), with some settings changed
+        return embed_corpus([tmp_path / "corpus.txt"], out, **{"model": MODEL, "shard_lines": 10, "progress": False,
+                                                                **changes})
+
+    assert embed()["resumed_shards"] == 4  # the same job again: nothing to do
+    with pytest.raises(ValueError, match=r"model \(sha256 of its files\): \w{12}… then, \w{12}… now"):
+        embed(model=FIXTURES / "tiny-model-prenorm")
+    with pytest.raises(ValueError, match="batch_size: 8 then, 3 now"):
+        embed(batch_size=3)
     with open(tmp_path / "corpus.txt", "a", encoding="utf-8") as f:
         f.write("une ligne de plus\n")
-    assert_error(run("embed", *common, "--model", MODEL), "input (sha256 of each file): [")
-    assert "--overwrite to start over" in run("embed", *common, "--model", MODEL).stderr
-    json_lines(run("embed", *common, "--model", MODEL, "--pooling", "max", "--overwrite"))
-    json_lines(run("embed", *common[:-1], "-o", tmp_path / "clean", "--model", MODEL, "--pooling", "max"))
+    with pytest.raises(ValueError, match=r"input \(sha256 of each file\): \[\w{12}…\] then, \[\w{12}…\] now.*"
+                                         r"pass --overwrite to start over"):
+        embed()
+    embed(pooling="max", overwrite=True)
+    embed_corpus([tmp_path / "corpus.txt"], tmp_path / "clean", model=MODEL, shard_lines=10, pooling="max",
+                 progress=False)
     assert folder_bytes(out) == folder_bytes(tmp_path / "clean")  # started over: as if the first job never was
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("à garder")
-    assert_error(run("embed", *common[:1], "-o", tmp_path / "mine", "--model", MODEL),
-                 "is not empty and holds no _manifest.json")
+    with pytest.raises(FileExistsError, match="is not empty and holds no _manifest.json"):
+        embed_corpus([tmp_path / "corpus.txt"], tmp_path / "mine", model=MODEL, progress=False)
 
 
 def test_a_changed_stdin_is_caught_on_resume(tmp_path, extra):
