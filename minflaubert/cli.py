@@ -12,7 +12,6 @@ Without ``--model`` the pipelines use ``weights/flaubert_base_cased`` and say ho
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 from pathlib import Path
@@ -70,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("texts", nargs="*", metavar="TEXT", help="texts to process (default: stdin, one per line)")
         if model:
             sub.add_argument("--model",
-                             help="checkpoint folder or registry name (default: weights/flaubert_base_cased)")
+                             help="checkpoint folder or hub repository id (default: weights/flaubert_base_cased)")
             sub.add_argument("--batch-size", type=int, default=8, help="texts per forward pass (default: 8)")
         return sub
 
@@ -111,11 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--top-k", type=int, default=1, help="answers to give (default: 1)")
     sub.add_argument("--doc-stride", type=int, help="overlap in tokens between windows of a long context")
 
-    sub = command("download", run_download, "Download a published checkpoint into weights/NAME.",
-                  model=False, texts=False)
-    sub.add_argument("name", choices=sorted(hub.registry()), help="the checkpoint")
-    sub.add_argument("--dest", help="folder to download into (default: weights/NAME)")
-    sub.add_argument("--endpoint", help="hub address (default: $HF_ENDPOINT or https://huggingface.co)")
+    sub = command("download", run_download,
+                  "Download a hub repository's model and tokenizer into huggingface_hub's cache (shared with "
+                  "transformers; $HF_HOME moves it, $HF_ENDPOINT picks a mirror).", model=False, texts=False)
+    sub.add_argument("name", help=f"a repository id (owner/name) or a published short name: "
+                                  f"{', '.join(sorted(hub.registry()))}")
+    sub.add_argument("--revision", help="branch, tag or commit hash (default: main)")
+    sub.add_argument("--cache-dir", help="another cache folder (default: huggingface_hub's, ~/.cache/huggingface/hub)")
 
     sub = command("convert", run_convert, "Convert a folder's pytorch_model.bin to model.safetensors (no torch).",
                   model=False, texts=False)
@@ -126,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("info", run_info, "Describe a checkpoint: architecture, size, heads, the tasks it serves.",
                   model=False, texts=False)
     sub.add_argument("model", nargs="?", default=None,
-                     help="checkpoint folder or registry name (default: weights/flaubert_base_cased)")
+                     help="checkpoint folder or hub repository id (default: weights/flaubert_base_cased)")
     return parser
 
 
@@ -205,9 +206,8 @@ def run_embed(args) -> None:
 
 
 def run_download(args) -> None:
-    with contextlib.redirect_stdout(sys.stderr):  # hub's notes use tqdm.write, which prints to stdout
-        folder = hub.download(args.name, dest=args.dest, endpoint=args.endpoint)
-    emit({"name": args.name, "folder": str(folder)})
+    folder = hub.download(args.name, revision=args.revision, cache_dir=args.cache_dir)
+    emit({"name": args.name, "repo_id": hub.repo_id_of(args.name), "folder": str(folder)})
 
 
 def run_convert(args) -> None:

@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .inputs import check_keywords
+
 CONFIG_NAME = "config.json"
 SUMMARY_TYPES = ("first", "last", "mean", "cls_index", "attn")
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
@@ -80,6 +82,9 @@ class FlaubertConfig:
     problem_type: str | None = None
     architectures: list[str] | None = None
     tie_word_embeddings: bool = True
+    # -- what a forward pass returns when its call does not say (transformers' generic config options) --
+    output_attentions: bool = False
+    output_hidden_states: bool = False
 
     def __post_init__(self):
         self.id2label = _int_keyed("id2label", self.id2label) if self.id2label is not None else None
@@ -136,7 +141,8 @@ class FlaubertConfig:
         if self.emb_dim % self.n_heads:
             raise ValueError(f"emb_dim={self.emb_dim} must be divisible by n_heads={self.n_heads}")
         for name in ("pre_norm", "gelu_activation", "sinusoidal_embeddings", "causal", "use_lang_emb", "asm",
-                     "summary_use_proj", "summary_proj_to_labels", "is_encoder"):
+                     "summary_use_proj", "summary_proj_to_labels", "is_encoder", "output_attentions",
+                     "output_hidden_states"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not self.is_encoder:
@@ -209,20 +215,89 @@ class FlaubertConfig:
         return out
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike) -> FlaubertConfig:
-        path = Path(folder) / CONFIG_NAME if Path(folder).is_dir() else Path(folder)
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> FlaubertConfig:
+        """Read ``config.json`` from a folder, a file, or a hub repository (``owner/name``, see ``hub.py``).
+
+        ``kwargs`` are huggingface_hub's options (``revision``, ``cache_dir``, ``local_files_only``, ``token``...)
+        and overrides of config fields (``num_labels=3``, ``output_attentions=True``...), as in transformers.
+        """
+        from .hub import resolve_name
+
+        hub_options, overrides = split_keywords("FlaubertConfig.from_pretrained", kwargs)
+        path = Path(pretrained_model_name_or_path)
+        if not path.is_file():
+            path = resolve_name(pretrained_model_name_or_path, "config", **hub_options) / CONFIG_NAME
         if not path.is_file():
             raise OSError(f"no {CONFIG_NAME} at {path}: expected a folder written by save_pretrained")
         try:
             config = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise ValueError(f"{path} is not valid JSON: {error}") from None
-        return cls.from_dict(config)
+        if isinstance(config, dict):  # (from_dict says what is wrong with anything else)
+            check_is_flaubert(config, path)
+        return cls.from_dict(config).updated(**overrides)
+
+    def updated(self, **overrides) -> FlaubertConfig:
+        """A copy with some fields changed, checked like a config.json: transformers' keyword overrides.
+
+        Besides the fields (and their other spellings, ``pad_token_id``...), ``num_labels`` and ``label2id`` are
+        accepted: like ``id2label``, they set the labels (``LABEL_0``, ``LABEL_1``... for a bare count).
+        """
+        check_keywords(f"{type(self).__name__}.updated", overrides, OVERRIDABLE)
+        overrides = {ALIASES.get(name, name): value for name, value in overrides.items()}
+        labels = self._labels(overrides.pop("num_labels", None), overrides.pop("id2label", None),
+                              overrides.pop("label2id", None))
+        return type(self).from_dict({**self.to_dict(), **overrides, "id2label": labels})
+
+    def _labels(self, num_labels, id2label, label2id) -> dict:
+        """The id2label that the three ways of naming labels ask for (this config's when none is given)."""
+        if id2label is None and label2id is not None:
+            if not isinstance(label2id, dict):
+                raise TypeError(f"label2id must be a dict {{name: id}}, got {label2id!r}")
+            id2label = {i: label for label, i in label2id.items()}
+        if num_labels is not None:
+            _check_int("num_labels", num_labels, minimum=1)
+            if id2label is None and num_labels != self.num_labels:
+                id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
+            elif id2label is not None and len(id2label) != num_labels:
+                raise ValueError(f"num_labels={num_labels} but {len(id2label)} labels were named: {id2label}")
+        return _int_keyed("id2label", id2label) if id2label is not None else self.id2label
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:
         Path(folder).mkdir(parents=True, exist_ok=True)
         text = json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False)
         (Path(folder) / CONFIG_NAME).write_text(text + "\n", encoding="utf-8")
+
+
+# What from_pretrained accepts as a config override: every field, its other spellings, and transformers' two other
+# ways of giving the labels.
+OVERRIDABLE = (*(f.name for f in dataclasses.fields(FlaubertConfig)), *ALIASES, "num_labels", "label2id")
+
+
+def split_keywords(where: str, kwargs: dict, also=()) -> tuple[dict, dict]:
+    """from_pretrained's keyword arguments -> (huggingface_hub's options, config overrides).
+
+    Any other name is a TypeError (``also``: the caller's own keywords, offered as suggestions too).
+    """
+    from .hub import HUB_OPTIONS
+
+    check_keywords(where, kwargs, (*HUB_OPTIONS, *OVERRIDABLE, *also))
+    hub_options = {name: value for name, value in kwargs.items() if name in HUB_OPTIONS}
+    return hub_options, {name: value for name, value in kwargs.items() if name not in HUB_OPTIONS}
+
+
+def check_is_flaubert(config: dict, source) -> None:
+    """Refuse a config.json of another model family, naming it: its weights would not fit, or worse, would fit.
+
+    ``model_type`` says the family (``"flaubert"``); old files lack it and only list ``architectures``.
+    """
+    model_type = config.get("model_type")
+    architectures = config.get("architectures") or []
+    others = [name for name in architectures if not str(name).startswith("Flaubert")]
+    if model_type not in (None, "flaubert") or others:
+        raise ValueError(f"{source} describes a {model_type or 'non-FlauBERT'} model "
+                         f"({', '.join(map(str, architectures)) or 'no architectures listed'}), not FlauBERT: "
+                         "minflaubert runs FlauBERT only (load this one with transformers)")
 
 
 def _check_int(name: str, value, minimum: int) -> None:

@@ -1,68 +1,78 @@
-"""The published FlauBERT checkpoints: the registry, where a user's copy lives, and how to download it.
+"""Where a checkpoint comes from: a folder on disk, or a repository of the Hugging Face hub, through its cache.
 
-``registry.json`` (shipped inside the package, so an installed minflaubert knows it too) lists the four checkpoints
-with their files. ``download(NAME)`` fetches them into ``weights/NAME/`` with three guarantees:
+``from_pretrained(NAME)`` (every class, the tokenizer, the pipelines) calls ``resolve_name``, which turns NAME into
+a folder holding the files:
 
-* **atomic** — a file only appears under its final name once it is complete and verified; until then it lives
-  under a temporary name (``FILE.part``, or a hidden staging folder for huggingface_hub), so a crash never leaves
-  a half file that looks finished;
-* **verified** — when the registry knows a file's sha256 the bytes are hashed before they are published; a
-  mismatch deletes them. When it does not know it (``null``), the download says so instead of pretending;
-* **resumable** — an interrupted transfer continues where it stopped (HTTP ``Range``) instead of restarting a
-  1.5 GB file from zero.
+1. an existing folder is used as it is;
+2. a plain name that is a folder under ``weights_root()`` (``weights/`` in a checkout) is that folder: a model
+   trained or copied there;
+3. anything else is a hub repository id (``owner/name``; the four published short names, ``flaubert_base_cased``...,
+   are aliases of ``flaubert/NAME``), fetched with ``huggingface_hub.hf_hub_download``.
 
-Two clients do the HTTP. ``huggingface_hub`` (the optional ``[download]`` extra) is the well-kept one: it follows
-the hub's redirects to its storage, retries, and resumes within a call (from what it wrote to disk, in 10 MB
-blocks), but drops its partial file when it gives up. Without it (or with ``client="urllib"``) a small standard
-library client written here does the same job, and keeps ``FILE.part`` so that the next call resumes it.
+Why huggingface_hub rather than our own HTTP client: its cache (``~/.cache/huggingface/hub``, or ``$HF_HOME/hub``)
+is the one transformers uses, so a fine-tune that transformers downloaded loads here with no download at all, and
+one we download, transformers reads. In that cache each repository is a folder ``models--OWNER--NAME`` with
+
+* ``blobs/``: the files' bytes, each named by its ETag (the git sha1 of a small file, the sha256 of a large one);
+* ``refs/main``: the commit a branch or tag pointed to when last asked;
+* ``snapshots/COMMIT/``: one folder per commit, each file a symbolic link into ``blobs/``.
+
+A snapshot folder looks exactly like a folder written by ``save_pretrained``, so the rest of minflaubert never
+knows where its files came from. The guarantees of a download:
+
+* **atomic**: huggingface_hub writes into a temporary ``*.incomplete`` file and renames it, so a cut transfer never
+  leaves a half file under a final name;
+* **resumable**: an interrupted transfer is continued with an HTTP ``Range`` request, a few times within the call;
+  a call that finally gives up deletes its partial file (the next call starts the file over);
+* **verified**: a freshly downloaded file is hashed and compared with its ETag (``verify_blob``); a mismatch deletes
+  it. huggingface_hub itself only checks the size.
+
+Offline (``HF_HUB_OFFLINE=1``, or ``local_files_only=True``) no request is made: the cache answers, or the error
+says which repository is missing and how to fetch it.
 """
+from __future__ import annotations
+
 import hashlib
 import json
 import os
-import shutil
-import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-
-from tqdm.auto import tqdm
 
 REGISTRY_FILE = Path(__file__).with_name("registry.json")
 WEIGHTS_ENV = "MINFLAUBERT_WEIGHTS"
 CHUNK_BYTES = 1 << 20
-TIMEOUT_SECONDS = 30  # per socket operation: a stalled server becomes an error, never a hang
-HF_HUB_MIN_MAJOR = 2  # RemoteEntryNotFoundError and hf_hub_download(tqdm_class=) as used below; tested with 2.4
-ATTEMPTS = 3  # urllib client: transfers tried (each one resuming the previous) before giving up
+HUB_OPTIONS = ("revision", "cache_dir", "local_files_only", "token", "force_download")  # from_pretrained's
+
+CONFIG_FILE = "config.json"
+# The weight files a repository may have, in the order they are looked for (the first one found is used):
+# safetensors first (memory-mapped, no pickle), then PyTorch's pickles (read by torch_pickle's safe unpickler).
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("vocab.json", "merges.txt")
+OPTIONAL_TOKENIZER_FILES = ("tokenizer_config.json",)
+PARTS = ("config", "model", "tokenizer")  # what resolve_name can be asked to fetch
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# The registry and where checkpoints live
+# Names: folders, the published aliases, repository ids
 # ----------------------------------------------------------------------------------------------------------------
 
 
 def registry() -> dict:
-    """The published checkpoints keyed by local name (``flaubert_base_cased``), as in ``registry.json``."""
+    """The published checkpoints keyed by short name (``flaubert_base_cased``), as in ``registry.json``."""
     with open(REGISTRY_FILE, encoding="utf-8") as f:
         return json.load(f)["checkpoints"]
 
 
-def checkpoint(name: str) -> dict:
-    """One registry entry, by local name or hub id (``flaubert/flaubert_base_cased``), plus its ``name``."""
-    known = registry()
-    local = name.removeprefix("flaubert/")
-    if local not in known:
-        raise ValueError(f"unknown checkpoint {name!r}; the published ones are: {', '.join(known)}")
-    return {"name": local, **known[local]}
+def repo_id_of(name: str) -> str:
+    """The hub repository a name stands for: a published short name's ``flaubert/NAME``, else the name itself."""
+    entry = registry().get(name)
+    return entry["repo_id"] if entry else name
 
 
 def weights_root() -> Path:
-    """The folder holding one sub-folder per downloaded checkpoint.
+    """The folder of local checkpoints that plain names are looked up in first.
 
-    ``$MINFLAUBERT_WEIGHTS`` if set; else the checkout's ``weights/`` when running from a source checkout (where
-    the README and the integration test expect them); else ``~/.cache/minflaubert`` for an installed package,
-    whose own folder may not be writable.
+    ``$MINFLAUBERT_WEIGHTS`` if set; else the checkout's ``weights/`` when running from a source checkout; else
+    ``~/.cache/minflaubert`` for an installed package, whose own folder may not be writable.
     """
     if os.environ.get(WEIGHTS_ENV):
         return Path(os.environ[WEIGHTS_ENV]).expanduser()
@@ -72,250 +82,191 @@ def weights_root() -> Path:
     return Path.home() / ".cache" / "minflaubert"
 
 
-def resolve_name(name_or_folder) -> Path:
-    """The folder of a checkpoint: an existing folder as-is, a registry name as ``weights_root()/NAME``.
+def resolve_name(name_or_folder, parts=("model",), *, revision=None, cache_dir=None, local_files_only=False,
+                 token=None, force_download=False, progress=True) -> Path:
+    """The folder holding a checkpoint's files: a folder as it is, else a repository fetched into the hub cache.
 
-    A registry name whose folder is missing or incomplete raises ``OSError`` with the exact command that fixes it.
+    ``parts`` says which files a repository must provide: ``"config"`` (config.json), ``"model"`` (config.json and
+    the weights) and/or ``"tokenizer"`` (vocab.json, merges.txt and tokenizer_config.json when it has one). The
+    keyword arguments are those of transformers' ``from_pretrained``, passed on to huggingface_hub.
     """
+    if isinstance(parts, str):
+        parts = (parts,)
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        raise ValueError(f"unknown parts {unknown}; choose among {PARTS}")
     path = Path(name_or_folder).expanduser()
     if path.is_dir():
         return path
-    try:
-        entry = checkpoint(str(name_or_folder))
-    except ValueError as e:
-        raise FileNotFoundError(f"{name_or_folder!r} is neither an existing folder nor a published checkpoint: {e}")
-    folder = weights_root() / entry["name"]
-    missing = [f["name"] for f in entry["files"] if f["required"] and not (folder / f["name"]).is_file()]
-    if missing:
-        raise OSError(
-            f"checkpoint {entry['name']} is not downloaded ({folder} lacks {', '.join(missing)}). Download it with:\n"
-            f"    minflaubert download {entry['name']}"
-        )
-    return folder
+    if not isinstance(name_or_folder, str):  # a Path names a folder, never a repository
+        raise FileNotFoundError(f"{os.fspath(name_or_folder)!r} is neither an existing folder nor a repository id")
+    local = weights_root() / name_or_folder
+    if "/" not in name_or_folder and local.is_dir():
+        return local
+    hub = _Hub(name_or_folder, revision, cache_dir, local_files_only, token, force_download, progress)
+    return hub.fetch(parts)
+
+
+def download(name: str, revision=None, cache_dir=None, token=None, force_download=False, progress=True) -> Path:
+    """Fetch a repository's model and tokenizer files into the hub cache; returns its snapshot folder."""
+    return resolve_name(name, ("model", "tokenizer"), revision=revision, cache_dir=cache_dir, token=token,
+                        force_download=force_download, progress=progress)
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Downloading
+# Fetching through huggingface_hub
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def download(name: str, dest=None, endpoint: str | None = None, progress: bool = True, client: str = "auto") -> Path:
-    """Fetch the files of checkpoint ``name`` into ``dest`` (default ``weights_root()/NAME``) and return it.
+class _Hub:
+    """One repository at one revision, and the options of every ``hf_hub_download`` call made for it.
 
-    ``endpoint`` defaults to ``$HF_ENDPOINT`` then https://huggingface.co. ``client`` is ``"huggingface_hub"``,
-    ``"urllib"`` or ``"auto"`` (the first when a version it supports is installed). Files already present are kept (re-verified when their
-    sha256 is known); optional files the hub does not have (404) are skipped.
+    ``name`` is what the user wrote (a repository id or a published short name): error messages repeat it.
     """
-    entry = checkpoint(name)
-    dest = Path(dest) if dest is not None else weights_root() / entry["name"]
-    endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
-    fetch = _pick_client(client)
-    dest.mkdir(parents=True, exist_ok=True)
-    for spec in entry["files"]:
-        target = dest / spec["name"]
-        if target.is_file():
-            _check_sha256(target, spec["sha256"])
-            continue
-        found = fetch(endpoint, entry, spec["name"], target, progress)
-        if not found and spec["required"]:
-            url = _url(endpoint, entry, spec["name"])
-            raise OSError(f"{url} does not exist (404), but {entry['name']} needs {spec['name']}")
-        if not found:
-            _say(progress, f"{spec['name']}: not published for {entry['name']}, skipped")
-    return dest
+
+    def __init__(self, name, revision, cache_dir, local_files_only, token, force_download, progress):
+        from huggingface_hub import constants
+        from huggingface_hub.utils import validate_repo_id
+
+        self.name, self.repo_id, self.revision = name, repo_id_of(name), revision or "main"
+        try:
+            validate_repo_id(self.repo_id)
+        except ValueError:  # "./x", "a/b/c", "/abs": meant as a folder, which does not exist
+            raise FileNotFoundError(f"{name!r} is neither an existing folder nor a repository id "
+                                    f"('owner/name' on the hub)") from None
+        self.cache_dir = Path(cache_dir or constants.HF_HUB_CACHE).expanduser()
+        # subtle: read at each call, not once: huggingface_hub fixes HF_HUB_OFFLINE when it is imported.
+        self.offline = bool(local_files_only) or constants.is_offline_mode()
+        self.token, self.force_download, self.progress = token, force_download, progress
+
+    def fetch(self, parts) -> Path:
+        """Every file ``parts`` needs; returns the snapshot folder they all sit in."""
+        config = self.file(CONFIG_FILE) if {"config", "model"} & set(parts) else None
+        weights = self.weights() if "model" in parts else None
+        tokenizer = [self.file(name) for name in TOKENIZER_FILES] if "tokenizer" in parts else []
+        for name in OPTIONAL_TOKENIZER_FILES if "tokenizer" in parts else ():
+            self.file(name, optional=True)
+        return (config or weights or tokenizer[0]).parent
+
+    def weights(self) -> Path:
+        """The first weight file of ``WEIGHT_FILES`` the repository has, and the shards an index lists."""
+        for name in WEIGHT_FILES:
+            path = self.file(name, optional=True)
+            if path is not None:
+                if name.endswith(".index.json"):
+                    for shard in _shards(path):
+                        self.file(shard)
+                return path
+        where = "in the cache" if self.offline else "in the repository"
+        raise OSError(f"{self.repo_id} (revision {self.revision}) has no weights {where}: looked for "
+                      f"{', '.join(WEIGHT_FILES)}{self.how_to_download() if self.offline else ''}")
+
+    def file(self, filename: str, optional: bool = False) -> Path | None:
+        """One file of the repository, from the cache or downloaded (then verified); None when ``optional`` and
+        the repository does not have it."""
+        from huggingface_hub import hf_hub_download, try_to_load_from_cache
+        from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError
+
+        cached = try_to_load_from_cache(self.repo_id, filename, cache_dir=self.cache_dir, revision=self.revision)
+        try:
+            path = Path(hf_hub_download(
+                self.repo_id, filename, revision=self.revision, cache_dir=self.cache_dir, token=self.token,
+                local_files_only=self.offline, force_download=self.force_download,
+                tqdm_class=None if self.progress else _silent_tqdm()))
+        except RemoteEntryNotFoundError:  # the repository exists, the file does not
+            if optional:
+                return None
+            raise OSError(f"{self.repo_id} (revision {self.revision}) has no {filename}") from None
+        except LocalEntryNotFoundError as error:
+            if optional and self.offline:
+                return None  # not among the files cached: perhaps the next candidate is
+            raise self.unavailable(filename, error) from None
+        except Exception as error:  # noqa: BLE001 - turned into one clear OSError below, never swallowed
+            raise self.failed(filename, error) from error
+        if not isinstance(cached, str) or Path(cached) != path:
+            verify_blob(path)  # it was just downloaded
+        return path
+
+    def unavailable(self, filename: str, error) -> OSError:
+        """The error for a file neither in the cache nor downloadable: offline, or the hub out of reach."""
+        if self.offline:
+            return OSError(f"{self.repo_id} (revision {self.revision}) is not in the huggingface_hub cache "
+                           f"{self.cache_dir} (it lacks {filename}), and downloads are off (HF_HUB_OFFLINE=1 or "
+                           f"local_files_only=True){self.how_to_download()}")
+        return OSError(f"cannot download {self.repo_id}/{filename}: the hub ({self.endpoint()}) is out of reach "
+                       f"and the cache {self.cache_dir} does not have it{self.how_to_download()}")
+
+    def failed(self, filename: str, error: Exception) -> Exception:
+        """A huggingface_hub or HTTP error -> one message naming the repository, and what to do about it."""
+        from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        if isinstance(error, RepositoryNotFoundError) or status in (401, 403):
+            return OSError(f"{self.repo_id!r} is not a local folder, and the hub ({self.endpoint()}) has no such "
+                           f"repository or refuses access (HTTP {status}): check the name; a private or gated "
+                           "repository needs token=... (or `hf auth login`)")
+        if isinstance(error, RevisionNotFoundError):
+            return OSError(f"{self.repo_id} has no revision {self.revision!r} (a branch, tag or commit hash)")
+        if isinstance(error, HfHubHTTPError):
+            return OSError(f"cannot download {self.repo_id}/{filename} from {self.endpoint()}: HTTP {status}")
+        if isinstance(error, (ValueError, TypeError)):
+            return error  # a wrong argument (force_download with local_files_only...): its message says which
+        # what is left is the HTTP library's: a connection dropped more times than huggingface_hub retries
+        return OSError(f"cannot download {self.repo_id}/{filename}: {type(error).__name__}: {error}")
+
+    def how_to_download(self) -> str:
+        return (f". Download it once while online: `minflaubert download {self.name}` (or any transformers or "
+                f"huggingface_hub download of it into the same cache)")
+
+    @staticmethod
+    def endpoint() -> str:
+        from huggingface_hub import constants
+
+        return constants.ENDPOINT
 
 
-def _url(endpoint: str, entry: dict, filename: str) -> str:
-    """Where the hub serves one file of one revision (the same URL ``huggingface_hub`` builds)."""
-    return f"{endpoint}/{entry['repo_id']}/resolve/{entry['revision']}/{filename}"
-
-
-def _pick_client(client: str):
-    """The fetch function of the chosen HTTP client (see the module docstring for why there are two)."""
-    if client == "auto":
-        client = "huggingface_hub" if _hf_hub_usable() else "urllib"
-    elif client == "huggingface_hub" and not _hf_hub_usable():
-        raise ImportError(f"client='huggingface_hub' needs huggingface_hub>={HF_HUB_MIN_MAJOR}: "
-                          "pip install 'minflaubert[download]'")
-    clients = {"huggingface_hub": _fetch_with_hf_hub, "urllib": _fetch_with_urllib}
-    if client not in clients:
-        raise ValueError(f"unknown client {client!r}; choose one of auto, {', '.join(clients)}")
-    return clients[client]
-
-
-def _hf_hub_usable() -> bool:
-    """Whether huggingface_hub is installed in a version whose API ``_fetch_with_hf_hub`` was written for."""
+def _shards(index_path: Path) -> list[str]:
+    """The shard files a ``*.index.json`` lists in its ``weight_map``."""
     try:
-        import huggingface_hub
-    except ImportError:
-        return False
-    return int(huggingface_hub.__version__.split(".")[0]) >= HF_HUB_MIN_MAJOR
+        return sorted(set(json.loads(index_path.read_text(encoding="utf-8"))["weight_map"].values()))
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"{index_path} is not a valid shard index: {error}") from None
 
 
-def _publish(part: Path, target: Path, sha256: str | None, progress: bool) -> None:
-    """Verify a complete temporary file, flush it to disk, then give it its final name in one atomic rename.
+def _silent_tqdm():
+    """A progress bar class that never draws: how ``progress=False`` reaches ``hf_hub_download``."""
+    from tqdm.auto import tqdm
 
-    ``os.replace`` within one folder is atomic: readers see either no file or the whole file. The fsync before it
-    makes sure that after a power cut the renamed file does not turn out empty.
+    class SilentTqdm(tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "disable": True})
+
+    return SilentTqdm
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Verifying a download against its ETag
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def verify_blob(path: Path) -> None:
+    """Hash a freshly cached file and compare with the name of its blob, which is the file's ETag on the hub.
+
+    The hub's ETag is a content hash: the sha256 of a large (LFS) file, the git blob sha1 of a small one (sha1 of
+    ``b"blob SIZE\\0"`` + the bytes). A mismatch means the bytes are not what the hub published (a proxy, a disk):
+    the blob and its snapshot link are deleted and ``ValueError`` names both digests. A blob named otherwise (a
+    mirror with other ETags, a cache without symbolic links) has nothing to be compared with and is kept as is.
     """
-    try:
-        _check_sha256(part, sha256, final_name=target.name)
-    except ValueError:
-        part.unlink()
-        raise
-    if sha256 is None:
-        _say(progress, f"{target.name}: no known sha256, NOT verified")
-    with open(part, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(part, target)
-
-
-def _check_sha256(path: Path, expected: str | None, final_name: str | None = None) -> None:
-    """Raise ``ValueError`` naming the file and both digests when ``path`` does not hash to ``expected``."""
-    if expected is None:
+    blob = path.resolve()
+    expected = blob.name
+    if len(expected) not in (40, 64) or any(c not in "0123456789abcdef" for c in expected):
         return
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    digest = hashlib.sha256() if len(expected) == 64 else hashlib.sha1(b"blob %d\0" % blob.stat().st_size)
+    with open(blob, "rb") as f:
         while block := f.read(CHUNK_BYTES):
             digest.update(block)
-    actual = digest.hexdigest()
-    if actual != expected.lower():
-        raise ValueError(f"checksum mismatch for {final_name or path}: expected sha256 {expected}, got {actual}")
-
-
-def _say(progress: bool, message: str) -> None:
-    """A one-line note for the user, silent like the progress bars when ``progress`` is off."""
-    if progress:
-        tqdm.write(message, file=sys.stderr)  # stdout is for results (the CLI prints JSON there)
-
-
-# --- client 1: huggingface_hub ----------------------------------------------------------------------------------
-
-
-def _fetch_with_hf_hub(endpoint: str, entry: dict, filename: str, target: Path, progress: bool) -> bool:
-    """Download one file with ``huggingface_hub.hf_hub_download``; ``False`` when the hub has no such file.
-
-    It writes into a private temporary folder beside ``target`` (same filesystem, so publishing is a rename):
-    ``hf_hub_download`` is itself atomic, but our sha256 check must run *before* the file takes its final name.
-    ``token=False``: the checkpoints are public, so no credential is ever read or sent.
-    """
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError
-
-    url = _url(endpoint, entry, filename)
-    staging = Path(tempfile.mkdtemp(prefix=f".{filename}.", dir=target.parent))
-    try:
-        downloaded = hf_hub_download(
-            entry["repo_id"], filename, revision=entry["revision"], endpoint=endpoint, local_dir=staging,
-            token=False, tqdm_class=None if progress else _SilentTqdm,
-        )
-        _publish(Path(downloaded), target, _sha256_of(entry, filename), progress)
-        return True
-    except RemoteEntryNotFoundError:
-        return False
-    except LocalEntryNotFoundError as e:  # what hf_hub_download raises when the server cannot be reached
-        raise OSError(f"cannot download {url}: offline or unreachable ({e})") from e
-    except (OSError, ValueError):  # its other errors (and our checksum error) already say what went wrong
-        raise
-    except Exception as e:  # its HTTP library's transport errors (connection reset...) are not OSErrors
-        raise OSError(f"cannot download {url}: transfer failed ({type(e).__name__}: {e})") from e
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _sha256_of(entry: dict, filename: str) -> str | None:
-    """The sha256 the registry knows for one file of a checkpoint (``None`` when unknown)."""
-    return next(f["sha256"] for f in entry["files"] if f["name"] == filename)
-
-
-class _SilentTqdm(tqdm):
-    """A progress bar that never draws: how ``progress=False`` reaches ``hf_hub_download``."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs["disable"] = True
-        super().__init__(*args, **kwargs)
-
-
-# --- client 2: urllib (standard library only) -------------------------------------------------------------------
-
-
-def _fetch_with_urllib(endpoint: str, entry: dict, filename: str, target: Path, progress: bool) -> bool:
-    """Download one file into ``target.part``, resuming it, then publish it; ``False`` on 404.
-
-    An interrupted transfer is retried (resuming) a few times; if it still fails the ``.part`` is kept so that
-    running the download again continues from there.
-    """
-    url = _url(endpoint, entry, filename)
-    part = target.with_name(target.name + ".part")
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            if not _transfer(url, part, progress):
-                return False
-            break
-        except _Interrupted as e:
-            if attempt == ATTEMPTS:
-                raise OSError(f"{e}; run the download again to resume from the {part.name} kept") from e
-            time.sleep(0.2 * attempt)
-    _publish(part, target, _sha256_of(entry, filename), progress)
-    return True
-
-
-class _Interrupted(OSError):
-    """A transfer that stopped before the end: worth resuming."""
-
-
-def _transfer(url: str, part: Path, progress: bool) -> bool:
-    """Append the bytes of ``url`` that ``part`` does not have yet; ``False`` on 404.
-
-    Resuming asks for ``Range: bytes=N-`` where N is the size of ``part``. The server answers 206 with the rest,
-    or 200 with the whole file when it ignores ranges (then we start over), or 416 when there is nothing left.
-    """
-    have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
-    try:
-        response = urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS)
-    except urllib.error.HTTPError as e:
-        if e.code == 404:
-            return False
-        if e.code == 416 and _size_from_content_range(e.headers) == have:
-            return True  # part already holds the whole file (a crash between download and rename)
-        raise OSError(f"cannot download {url}: HTTP {e.code} {e.reason}") from e
-    except (urllib.error.URLError, OSError) as e:
-        raise OSError(f"cannot download {url}: offline or unreachable ({getattr(e, 'reason', e)})") from e
-    with response:
-        if response.status == 200:
-            have = 0  # a full answer: whatever part held is replaced
-        elif not response.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
-            raise OSError(f"cannot resume {url}: the server sent {response.headers.get('Content-Range')!r}")
-        _copy_body(response, part, have, url, progress)
-    return True
-
-
-def _copy_body(response, part: Path, have: int, url: str, progress: bool) -> None:
-    """Stream a response body into ``part`` (after its first ``have`` bytes) with a progress bar.
-
-    The length check matters: when a server closes the connection early, ``read`` just returns nothing, so
-    counting the bytes is the only way to tell an interrupted transfer from a finished one.
-    """
-    length = response.headers.get("Content-Length")
-    total = have + int(length) if length is not None else None
-    done = have
-    with open(part, "ab" if have else "wb") as f, tqdm(
-        total=total, initial=have, unit="B", unit_scale=True, desc=part.name[: -len(".part")], disable=not progress
-    ) as bar:
-        try:
-            while chunk := response.read(CHUNK_BYTES):
-                f.write(chunk)
-                done += len(chunk)
-                bar.update(len(chunk))
-        except OSError as e:  # connection reset, timeout while reading
-            raise _Interrupted(f"transfer of {url} interrupted after {done} bytes ({e})") from e
-    if total is not None and done != total:
-        raise _Interrupted(f"transfer of {url} interrupted after {done} of {total} bytes")
-
-
-def _size_from_content_range(headers) -> int | None:
-    """The full size from a ``Content-Range: bytes */SIZE`` header, ``None`` when absent or unreadable."""
-    value = (headers or {}).get("Content-Range", "")
-    size = value.rpartition("/")[2]
-    return int(size) if size.isdigit() else None
+    if digest.hexdigest() != expected:
+        path.unlink(missing_ok=True)
+        blob.unlink(missing_ok=True)
+        raise ValueError(f"checksum mismatch for {path.name}: the hub's ETag is {expected}, the downloaded bytes "
+                         f"hash to {digest.hexdigest()} (deleted: download again)")

@@ -7,11 +7,12 @@ their checkpoint names, ``from_pretrained`` and ``save_pretrained``.
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 
 from . import fast, kernels, layers
-from .config import FlaubertConfig
+from .config import FlaubertConfig, split_keywords
 from .inputs import encoder_inputs
 from .outputs import BaseModelOutput
 from .weights import check_state_dict, init_weights, load_state_dict, save_state_dict, unflatten, warn_about_keys
@@ -38,6 +39,28 @@ def encoder_shapes(config: FlaubertConfig) -> dict[str, tuple]:
             f"layer_norm2.{i}.weight": (dim,), f"layer_norm2.{i}.bias": (dim,),
         })
     return shapes
+
+
+def split_mismatched(state: dict, head_shapes: dict) -> tuple[dict, dict]:
+    """Set aside the head's tensors whose shape differs from what the config asks for (a new ``num_labels``).
+
+    -> (the other tensors, {name: (shape found, shape expected)}). Only a head's weights are looked at: an encoder
+    of other sizes than its config is a broken checkpoint, which ``check_state_dict`` refuses (transformers would
+    start it afresh with ignore_mismatched_sizes, leaving a model that computes nothing of what was trained).
+    """
+    kept, mismatched = {}, {}
+    for name, array in state.items():
+        if name in head_shapes and tuple(array.shape) != tuple(head_shapes[name]):
+            mismatched[name] = (tuple(array.shape), tuple(head_shapes[name]))
+        else:
+            kept[name] = array
+    return kept, mismatched
+
+
+def mismatch_report(mismatched: dict) -> str:
+    """One line per weight: '- classifier.weight: found shape (2, 768) in the checkpoint and (3, 768) in the model'."""
+    return "\n".join(f"- {name}: found shape {found} in the checkpoint and {expected} in the model instantiated"
+                     for name, (found, expected) in mismatched.items())
 
 
 def layer_params(params: dict, i: int) -> dict:
@@ -117,6 +140,7 @@ class FlaubertPreTrainedModel:
         missing = {name: shape for name, shape in shapes.items() if name not in weights}
         self.weights = {**init_weights(missing, config, seed), **weights}
         self.use_kernels = True
+        self.name_or_path = None  # the folder from_pretrained loaded (encode() finds the tokenizer there)
         self.setup()
 
     @classmethod
@@ -133,24 +157,43 @@ class FlaubertPreTrainedModel:
         self._fast = None  # the fast encoder's fused weights and buffers, built on the first call that uses them
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike, **config_overrides):
-        """Load a folder written by ``save_pretrained`` (ours or transformers'), or a registry name."""
-        from .hub import resolve_name  # a folder as given, or a registry name -> weights/NAME
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, config: FlaubertConfig | None = None,
+                        ignore_mismatched_sizes: bool = False, **kwargs):
+        """Load a checkpoint: a folder written by ``save_pretrained`` (ours or transformers') or a hub repository.
 
-        folder = resolve_name(folder)
-        config = FlaubertConfig.from_pretrained(folder)
-        if config_overrides:
-            config = FlaubertConfig.from_dict({**config.to_dict(), **config_overrides})
-        state = load_state_dict(folder)
+        As in transformers: ``kwargs`` are huggingface_hub's options (``revision``, ``cache_dir``,
+        ``local_files_only``, ``token``, ``force_download``) and config overrides (``num_labels=3``,
+        ``id2label=...``, ``output_attentions=True``...); any other name is a TypeError. When an override changes
+        the shape of a head's weights (a new ``num_labels``), the checkpoint's no longer fit: that is an error,
+        unless ``ignore_mismatched_sizes=True``, which starts those weights afresh (with a warning).
+        """
+        from .hub import resolve_name  # a folder, a name under weights/, or a hub repository -> a folder
+
+        hub_options, overrides = split_keywords(f"{cls.__name__}.from_pretrained", kwargs,
+                                                also=("config", "ignore_mismatched_sizes"))
+        folder = resolve_name(pretrained_model_name_or_path, "model", **hub_options)
+        config = (config if config is not None else FlaubertConfig.from_pretrained(folder)).updated(**overrides)
         shapes = cls.expected_shapes(config)
+        state, mismatched = split_mismatched(load_state_dict(folder), cls.head_shapes(config))
+        if mismatched and not ignore_mismatched_sizes:
+            raise ValueError(f"{folder}: {mismatch_report(mismatched)}\nThe config asks for other shapes than "
+                             "the checkpoint has; pass ignore_mismatched_sizes=True to start these weights afresh")
+        if mismatched:
+            warnings.warn(f"Some weights of {cls.__name__} were not initialized from the model checkpoint at "
+                          f"{pretrained_model_name_or_path} and are newly initialized because the shapes did not "
+                          f"match:\n{mismatch_report(mismatched)}\nYou should probably TRAIN this model on a "
+                          "down-stream task to be able to use it for predictions and inference.", stacklevel=2)
         weights, missing, unexpected = check_state_dict(state, shapes)
+        missing = [name for name in missing if name not in mismatched]  # already reported above
         weights, missing = cls.tie_weights(config, weights, missing)
         missing_encoder = [name for name in missing if name in encoder_shapes(config)]
         if missing_encoder:
             raise ValueError(f"{folder}: the checkpoint lacks encoder weights {missing_encoder[:5]}"
                              f"{' ...' if len(missing_encoder) > 5 else ''}")
         warn_about_keys(cls.__name__, missing, unexpected)
-        return cls(config, weights)
+        model = cls(config, weights)
+        model.name_or_path = folder
+        return model
 
     @classmethod
     def tie_weights(cls, config, weights, missing):
@@ -173,8 +216,13 @@ class FlaubertPreTrainedModel:
 
     def run_encoder(self, **inputs):
         """Check the inputs, run the encoder -> (last hidden state, hidden states or None, attentions or None)."""
+        # None means "as the config says", which from_pretrained(..., output_attentions=True) may have changed
         output_attentions = inputs.pop("output_attentions", None)
         output_hidden_states = inputs.pop("output_hidden_states", None)
+        if output_attentions is None:
+            output_attentions = self.config.output_attentions
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
         checked = encoder_inputs(self.config, **inputs)
         if self.use_kernels and self._fast is None:
             self._fast = fast.prepare(self.params, self.config)

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from .config import FlaubertConfig
 from .heads import (FlaubertForQuestionAnswering, FlaubertForQuestionAnsweringSimple,
                     FlaubertForSequenceClassification, FlaubertForTokenClassification, FlaubertWithLMHeadModel)
-from .hub import resolve_name
+from .hub import HUB_OPTIONS, resolve_name
 from .layers import softmax
 from .model import FlaubertModel, FlaubertPreTrainedModel
 from .tokenizer import FlaubertTokenizer
@@ -43,24 +43,28 @@ DEFAULT_MODEL = "flaubert_base_cased"  # used when no model is given: weights/fl
 
 
 def pipeline(task: str, model=None, tokenizer=None, **options) -> "Pipeline":
-    """The pipeline for ``task``, on a checkpoint folder, a registry name (``flaubert_base_cased``) or a model.
+    """The pipeline for ``task``, on a checkpoint folder, a hub repository id (``owner/name``, or a published
+    short name such as ``flaubert_base_cased``) or a model object.
 
     ``tokenizer`` defaults to the one saved with the checkpoint. ``options`` are the task's options (see each
-    class's ``options``) plus ``batch_size`` and ``progress``; a call can override any of them.
+    class's ``options``) plus ``batch_size`` and ``progress``; a call can override any of them. huggingface_hub's
+    options (``revision``, ``cache_dir``, ``local_files_only``, ``token``...) go with them, as in transformers.
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; the tasks are: {', '.join(TASKS)}")
     task_class = TASKS[task]
+    hub_options = {name: options.pop(name) for name in HUB_OPTIONS if name in options}
     if isinstance(model, FlaubertPreTrainedModel):
         if tokenizer is None:
             raise ValueError("a model object comes without its tokenizer: pass tokenizer= (a folder or a "
                              "FlaubertTokenizer)")
         folder = None
     else:
-        folder = resolve_name(model if model is not None else DEFAULT_MODEL)
+        parts = ("model", "tokenizer") if tokenizer is None else ("model",)
+        folder = resolve_name(model if model is not None else DEFAULT_MODEL, parts, **hub_options)
         model = task_class.model_class(FlaubertConfig.from_pretrained(folder)).from_pretrained(folder)
     if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
-        tokenizer = FlaubertTokenizer.from_pretrained(folder if tokenizer is None else tokenizer)
+        tokenizer = FlaubertTokenizer.from_pretrained(folder if tokenizer is None else tokenizer, **hub_options)
     return task_class(model, tokenizer, **options)
 
 

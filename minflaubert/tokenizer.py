@@ -300,19 +300,26 @@ class FlaubertTokenizer:
     # -- construction and saving ---------------------------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike) -> "FlaubertTokenizer":
-        """Load ``vocab.json``, ``merges.txt`` and (if present) ``tokenizer_config.json`` from ``folder``.
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **hub_options) -> "FlaubertTokenizer":
+        """Load ``vocab.json``, ``merges.txt`` and (if present) ``tokenizer_config.json`` from a folder or a hub
+        repository (``hub_options``: ``revision``, ``cache_dir``, ``local_files_only``, ``token``...).
 
         subtle: the published uncased config spells the flag ``do_lower_case``, which transformers ignores (so it
         tokenizes the uncased model as cased!). We honour both spellings.
         """
-        folder = os.fspath(folder)
-        if not os.path.isdir(folder):
-            raise OSError(f"folder: no such directory {folder!r}")
+        from .hub import HUB_OPTIONS, resolve_name
+        from .inputs import check_keywords
+
+        check_keywords(f"{cls.__name__}.from_pretrained", hub_options, HUB_OPTIONS)
+        folder = os.fspath(resolve_name(pretrained_model_name_or_path, "tokenizer", **hub_options))
         config = {}
         config_file = os.path.join(folder, "tokenizer_config.json")
         if os.path.isfile(config_file):
             config = _read_json_object(config_file, "tokenizer_config", "of settings")
+        tokenizer_class = str(config.get("tokenizer_class") or "FlaubertTokenizer")
+        if not tokenizer_class.startswith("Flaubert"):  # a CamemBERT's or a BERT's: other rules, other vocabulary
+            raise ValueError(f"{config_file} is for a {tokenizer_class}, not FlauBERT's tokenizer: minflaubert "
+                             "runs FlauBERT only (load this one with transformers)")
         return cls(
             os.path.join(folder, "vocab.json"),
             os.path.join(folder, "merges.txt"),

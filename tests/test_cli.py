@@ -71,9 +71,9 @@ def test_errors_go_to_stderr_with_a_nonzero_exit(tmp_path):
 
 
 def test_without_a_model_it_says_how_to_download_one(tmp_path):
-    result = run("fill-mask", "Le <special1>.", env={"MINFLAUBERT_WEIGHTS": str(tmp_path)})
-    assert_error(result, "minflaubert download flaubert_base_cased")
-    assert_error(run("info", env={"MINFLAUBERT_WEIGHTS": str(tmp_path)}), "minflaubert download flaubert_base_cased")
+    env = {"MINFLAUBERT_WEIGHTS": str(tmp_path), "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    assert_error(run("fill-mask", "Le <special1>.", env=env), "minflaubert download flaubert_base_cased")
+    assert_error(run("info", env=env), "minflaubert download flaubert_base_cased")
 
 
 def test_embed_a_file_and_stdin(tmp_path):
@@ -183,20 +183,19 @@ def test_convert_a_transformers_checkpoint_then_load_it(torch, transformers, tmp
     assert pipeline("fill-mask", tmp_path)("Le chat <special1>.", top_k=5) == from_bin
 
 
-def test_download_from_a_loopback_hub(tmp_path, monkeypatch):
+def test_download_into_the_hub_cache_from_a_loopback_hub(tmp_path):
     import test_hub  # its FakeHub plays the hub on 127.0.0.1
 
-    monkeypatch.setattr(test_hub, "REPO_ID", "flaubert/flaubert_small_cased")
-    server = test_hub.FakeHub(dict(test_hub.FILES))
+    server = test_hub.FakeHub({"flaubert/flaubert_small_cased": dict(test_hub.NER_FILES)})
     server.thread.start()
     try:
         clean = {var: "" for var in ("HF_HUB_OFFLINE", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")}
-        env = {**clean, "MINFLAUBERT_WEIGHTS": str(tmp_path), "HF_HOME": str(tmp_path / "hf")}
-        result = run("download", "flaubert_small_cased", "--endpoint", server.endpoint, env=env)
-        folder = tmp_path / "flaubert_small_cased"
-        assert json_lines(result) == [{"name": "flaubert_small_cased", "folder": str(folder)}]
-        assert {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()} == test_hub.FILES
+        env = {**clean, "HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": server.endpoint}
+        result = run("download", "flaubert_small_cased", env=env)
+        folder = tmp_path / "hf" / "hub" / "models--flaubert--flaubert_small_cased" / "snapshots" / test_hub.COMMIT
+        assert json_lines(result) == [{"name": "flaubert_small_cased", "repo_id": "flaubert/flaubert_small_cased",
+                                       "folder": str(folder)}]
+        assert test_hub.files_of(folder) == test_hub.NER_FILES  # the model and its tokenizer
+        assert_error(run("download", "someone/model", env=env), "'someone/model' is not a local folder, and the hub")
     finally:
-        server.server.shutdown()
-        server.server.server_close()
-    assert_error(run("download", "flaubert_small_cased", "--endpoint", "http://127.0.0.1:9", env=env), "download")
+        server.stop()

@@ -284,7 +284,7 @@ def saved(tmp_path, model):
 
 
 def test_missing_folder(tmp_path):
-    with pytest.raises(OSError, match="neither an existing folder nor a published checkpoint"):
+    with pytest.raises(OSError, match="neither an existing folder nor a repository id"):
         FlaubertModel.from_pretrained(tmp_path / "nowhere")
 
 
@@ -560,7 +560,7 @@ def tokenizer(tmp_path_factory):
 
 
 def test_tokenizer_missing_folder(tmp_path):
-    with pytest.raises(OSError, match="no such directory"):
+    with pytest.raises(OSError, match="neither an existing folder nor a repository id"):
         FlaubertTokenizer.from_pretrained(tmp_path / "nowhere")
 
 

@@ -1,36 +1,51 @@
-"""Downloading checkpoints, tested for real: an HTTP server on 127.0.0.1 plays the model hub.
+"""Loading by hub repository id, tested for real: an HTTP server on 127.0.0.1 plays the model hub.
 
-No client is mocked: both download clients (huggingface_hub and the urllib one) talk HTTP to ``FakeHub``, which
-serves files from memory the way the hub does (HEAD metadata headers, Range requests, 404 with the hub's error
-code) and can misbehave on request: cut a transfer after N bytes, or run a check while a file is half sent.
-Only the registry is swapped for a small one whose checksums we know.
+Nothing is mocked in huggingface_hub: it talks HTTP to ``FakeHub``, which serves repositories from memory the way
+the hub does (HEAD metadata headers, ETags that are content hashes, Range requests, the hub's error codes) and can
+misbehave on request (cut a transfer after N bytes). Its cache is a temporary folder. Only two module constants of
+huggingface_hub are pointed at them (``hub_env``), as the environment variables would be in a fresh process: it reads
+HF_ENDPOINT and HF_HOME once, when imported. One test runs a fresh process with the variables themselves.
 """
 import hashlib
 import json
 import os
+import re
 import socket
 import struct
+import subprocess
+import sys
 import threading
-import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote
 
+import numpy as np
 import pytest
 
-from conftest import REPO, require
-from minflaubert import hub
+from conftest import FIXTURES, REPO
+from minflaubert import FlaubertForTokenClassification, FlaubertModel, FlaubertTokenizer, hub
+from minflaubert.weights import TORCH_BIN_NAME, load_state_dict, save_state_dict
 
-REPO_ID = "flaubert/tiny_test"
-FILES = {
-    "config.json": b'{"emb_dim": 8, "n_layers": 1}',
-    "pytorch_model.bin": bytes(range(256)) * 400,  # 100 kB, several reads of the client's loop
-    "vocab.json": b'{"<s>": 0}',
-    "merges.txt": b"a b\n",
-}  # tokenizer_config.json and model.safetensors are optional and not served: the server answers 404
+REPO_ID = "someone/flaubert-ner"
+COMMIT = "0123456789abcdef" * 2 + "01234567"
+LFS = (".safetensors", ".bin")  # the hub keeps these in git-lfs: their ETag is a sha256, the others' a git sha1
+INPUT_IDS = np.array([[0, 12, 40, 7, 1, 2], [0, 9, 1, 2, 2, 2]])
 
 
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir()) if path.is_file()
+            and path.name != "reference.npz"}
+
+
+NER_FILES = files_of(FIXTURES / "tiny-token-classification")
+
+
+def etag(name: str, data: bytes) -> str:
+    """What the hub sends as a file's ETag: sha256 for an LFS file, the git blob sha1 for the others."""
+    if name.endswith(LFS):
+        return hashlib.sha256(data).hexdigest()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -39,30 +54,34 @@ def sha256(data: bytes) -> str:
 
 
 class FakeHub:
-    """The hub's ``/{repo}/resolve/{revision}/{file}`` URLs, served from memory on a random loopback port.
+    """``{endpoint}/{repo}/resolve/{revision}/{file}``, served from memory on a random loopback port.
 
-    ``cuts[file] = [n1, n2, ...]``: the next GETs of ``file`` send only n1, n2... bytes of their body, then hang up.
-    ``honour_ranges = False``: answer every GET with the whole file (200), as some proxies and CDNs do.
-    ``hard_cuts = True``: cuts end with a TCP reset (a dropped connection) rather than a clean close.
-    ``midway[file] = callable``: called (in the server thread) once half of that file's body has been sent.
+    ``repos[repo_id] = {file: bytes}``; every repository has one commit, ``COMMIT``, reachable as ``main`` too.
+    ``cuts[file] = [n1, n2, ...]``: the next GETs of ``file`` send only n1, n2... bytes of their body, then hang up
+    (with a TCP reset when ``hard_cuts``). ``wrong_etag``: files announced with an ETag their bytes do not hash to.
     """
 
-    MAX_REQUESTS = 200  # a client stuck in a loop gets errors, never an endless conversation
+    MAX_REQUESTS = 300  # a client stuck in a loop gets errors, never an endless conversation
+    ROUTE = re.compile(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$")
 
-    def __init__(self, files: dict):
-        self.files = files
+    def __init__(self, repos: dict):
+        self.repos = repos
         self.cuts: dict[str, list[int]] = {}
-        self.honour_ranges = True
         self.hard_cuts = False
-        self.midway: dict = {}
-        self.requests: list[tuple[str, str, str | None]] = []  # (method, file, Range header)
+        self.wrong_etag: set[str] = set()
+        self.requests: list[tuple[str, str, str, str | None]] = []  # (method, repo, file, Range header)
         self.bytes_sent = Counter()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
-    def ranges(self, file: str) -> list:
-        return [r for method, f, r in self.requests if f == file and method == "GET"]
+    def files_asked(self, method="GET") -> list[str]:
+        """The files of repositories asked for (huggingface_hub may also fetch a registry of its own under /api)."""
+        return [file for m, repo, file, _ in self.requests if m == method and repo is not None]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
     def _handler_class(self):
         fake = self
@@ -82,42 +101,41 @@ class FakeHub:
         return Handler
 
     def respond(self, handler, send_body: bool) -> None:
-        prefix = f"/{REPO_ID}/resolve/main/"
-        file = handler.path.removeprefix(prefix)
-        self.requests.append((handler.command, file, handler.headers.get("Range")))
-        data = self.files.get(file) if handler.path.startswith(prefix) else None
+        match = self.ROUTE.match(unquote(handler.path))
+        repo, revision, file = match.groups() if match else (None, None, handler.path)
+        self.requests.append((handler.command, repo, file, handler.headers.get("Range")))
         if len(self.requests) > self.MAX_REQUESTS:
             return self.status_only(handler, 503)
+        if repo not in self.repos:  # the hub answers 401 for a missing repository, as for a private one
+            return self.status_only(handler, 401, {"X-Error-Code": "RepoNotFound"})
+        if revision not in ("main", COMMIT):
+            return self.status_only(handler, 404, {"X-Error-Code": "RevisionNotFound"})
+        data = self.repos[repo].get(file)
         if data is None:
-            return self.status_only(handler, 404, {"X-Error-Code": "EntryNotFound"})
-        start = self.range_start(handler.headers.get("Range")) if self.honour_ranges else 0
-        if start >= len(data) > 0:
-            return self.status_only(handler, 416, {"Content-Range": f"bytes */{len(data)}"})
+            return self.status_only(handler, 404, {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": COMMIT})
+        start = self.range_start(handler.headers.get("Range"))
         handler.send_response(206 if start else 200)
         handler.send_header("Content-Length", str(len(data) - start))
         if start:
             handler.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         # The metadata huggingface_hub reads from a HEAD answer (and refuses to go on without).
-        handler.send_header("X-Repo-Commit", "0123456789abcdef" * 2 + "01234567")
-        handler.send_header("ETag", f'"{sha256(data)}"')
+        handler.send_header("X-Repo-Commit", COMMIT)
+        tag = etag(file, data if file not in self.wrong_etag else b"other bytes")
+        handler.send_header("ETag", f'"{tag}"')
         handler.send_header("Accept-Ranges", "bytes")
         handler.end_headers()
         if send_body:
             self.send_body(handler, file, data, start)
 
     def send_body(self, handler, file: str, data: bytes, start: int) -> None:
-        """Write the body from ``start``, honouring a planned cut and the midway check."""
+        """Write the body from ``start``, honouring a planned cut."""
         end = len(data)
         cut = bool(self.cuts.get(file))
         if cut:
             end = min(end, start + self.cuts[file].pop(0))
-        half = len(data) // 2
         for lo in range(start, end, 4096):
-            hi = min(lo + 4096, end)
-            if lo < half <= hi and file in self.midway:
-                self.midway.pop(file)()
-            handler.wfile.write(data[lo:hi])
-            self.bytes_sent[file] += hi - lo
+            handler.wfile.write(data[lo:min(lo + 4096, end)])
+            self.bytes_sent[file] += min(lo + 4096, end) - lo
         handler.wfile.flush()
         handler.close_connection = True
         if cut and self.hard_cuts:  # linger 0: closing sends RST, the client's next read fails
@@ -137,240 +155,256 @@ class FakeHub:
         handler.end_headers()
 
 
-@pytest.fixture
-def fake_hub():
-    server = FakeHub(dict(FILES))
-    server.thread.start()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+def point_huggingface_hub_at(monkeypatch, endpoint: str, cache: Path) -> None:
+    """What HF_ENDPOINT and HF_HOME do in a fresh process, for the huggingface_hub already imported here."""
+    from huggingface_hub import constants
 
-
-@pytest.fixture
-def tiny_registry(tmp_path, monkeypatch):
-    """Replace the registry by one tiny checkpoint whose files the fake hub serves.
-
-    Returns ``set_sha256(file, digest)`` for the tests that need another checksum in it.
-    """
-    files = [{"name": name, "required": True, "sha256": sha256(data)} for name, data in FILES.items()]
-    files += [{"name": name, "required": False, "sha256": None} for name in ("tokenizer_config.json", "model.safetensors")]
-    path = tmp_path / "registry.json"
-
-    def write():
-        entry = {"repo_id": REPO_ID, "revision": "main", "architecture": {}, "files": files}
-        path.write_text(json.dumps({"checkpoints": {"tiny_test": entry}}))
-
-    def set_sha256(name: str, digest: str) -> None:
-        next(f for f in files if f["name"] == name)["sha256"] = digest
-        write()
-
-    write()
-    monkeypatch.setattr(hub, "REGISTRY_FILE", path)
-    for var in ("HF_HUB_OFFLINE", "HF_ENDPOINT", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(cache.parent / "token"))  # no stored token is ever sent
+    for var in ("HF_TOKEN", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
-    return set_sha256
 
 
-def hf_available() -> bool:
-    try:
-        import huggingface_hub  # noqa: F401
-        return True
-    except ImportError:
-        return False
+@pytest.fixture
+def fake_hub(tmp_path, monkeypatch):
+    server = FakeHub({REPO_ID: dict(NER_FILES)})
+    server.thread.start()
+    server.cache = tmp_path / "hf" / "hub"
+    point_huggingface_hub_at(monkeypatch, server.endpoint, server.cache)
+    yield server
+    server.stop()
 
 
-@pytest.fixture(params=["urllib", "huggingface_hub"])
-def client(request):
-    if request.param == "huggingface_hub":
-        require(hf_available(), "huggingface_hub is not installed (pip install -e '.[download]')")
-    return request.param
+def go_offline(monkeypatch) -> None:
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)  # HF_HUB_OFFLINE=1, once imported
 
 
-def fetch(fake_hub, dest, client, **kwargs):
-    return hub.download("tiny_test", dest=dest, endpoint=fake_hub.endpoint, progress=False, client=client, **kwargs)
+def ner_logits(model) -> np.ndarray:
+    return model(INPUT_IDS, attention_mask=INPUT_IDS != 2).logits
+
+
+REFERENCE = ner_logits(FlaubertForTokenClassification.from_pretrained(FIXTURES / "tiny-token-classification"))
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Downloading
+# Download, cache, offline
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def test_full_download_skips_missing_optional_files(fake_hub, tiny_registry, tmp_path, client):
-    dest = fetch(fake_hub, tmp_path / "tiny", client)
-    assert sorted(p.name for p in dest.iterdir()) == sorted(FILES)  # no .part, no staging folder, no optional file
-    for name, data in FILES.items():
-        assert (dest / name).read_bytes() == data
-    assert "model.safetensors" in {file for _, file, _ in fake_hub.requests}  # asked for, answered 404, skipped
+def test_first_load_downloads_then_offline_loads_from_the_cache(fake_hub, monkeypatch):
+    model = FlaubertForTokenClassification.from_pretrained(REPO_ID)
+    np.testing.assert_array_equal(ner_logits(model), REFERENCE)
+    assert sorted(fake_hub.files_asked()) == ["config.json", "model.safetensors"]  # nothing else downloaded
+
+    # The layout transformers reads: blobs named by ETag, refs/main -> the commit, snapshots/COMMIT/file -> blob.
+    repo = fake_hub.cache / "models--someone--flaubert-ner"
+    assert (repo / "refs" / "main").read_text() == COMMIT
+    for name in ("config.json", "model.safetensors"):
+        link = repo / "snapshots" / COMMIT / name
+        assert link.is_symlink() and link.resolve() == repo / "blobs" / etag(name, NER_FILES[name])
+    assert model.name_or_path == repo / "snapshots" / COMMIT
+
+    fake_hub.stop()
+    go_offline(monkeypatch)
+    again = FlaubertForTokenClassification.from_pretrained(REPO_ID)
+    np.testing.assert_array_equal(ner_logits(again), REFERENCE)
 
 
-def test_missing_required_file_is_an_error(fake_hub, tiny_registry, tmp_path, client):
-    del fake_hub.files["vocab.json"]
-    with pytest.raises(OSError, match=r"/resolve/main/vocab\.json does not exist \(404\)"):
-        fetch(fake_hub, tmp_path / "tiny", client)
+def test_local_files_only_makes_no_request(fake_hub):
+    FlaubertForTokenClassification.from_pretrained(REPO_ID)
+    before = len(fake_hub.requests)
+    model = FlaubertForTokenClassification.from_pretrained(REPO_ID, local_files_only=True)
+    assert len(fake_hub.requests) == before
+    np.testing.assert_array_equal(ner_logits(model), REFERENCE)
 
 
-def test_interrupted_transfer_resumes_without_resending(fake_hub, tiny_registry, tmp_path, client):
-    """The retry asks only for the bytes after what the client had saved.
+def test_offline_without_the_repository_says_how_to_get_it(fake_hub, monkeypatch):
+    go_offline(monkeypatch)
+    with pytest.raises(OSError, match=rf"{REPO_ID} \(revision main\) is not in the huggingface_hub cache "
+                                      rf".*minflaubert download {REPO_ID}"):
+        FlaubertModel.from_pretrained(REPO_ID)
+    with pytest.raises(OSError, match="minflaubert download flaubert_base_cased"):  # the name as written
+        FlaubertModel.from_pretrained("flaubert_base_cased", local_files_only=True)
+    assert fake_hub.requests == []
 
-    The file is 12 MiB because huggingface_hub gathers 10 MiB (its DOWNLOAD_CHUNK_SIZE) in memory before writing:
-    what it had not written yet is lost with the connection and asked again; the urllib client loses nothing.
+
+def test_tokenizer_and_pipeline_take_repository_ids(fake_hub):
+    from minflaubert.pipelines import pipeline
+
+    tokenizer = FlaubertTokenizer.from_pretrained(REPO_ID)
+    expected = FlaubertTokenizer.from_pretrained(FIXTURES / "tiny-token-classification")
+    assert tokenizer("Marie habite à Lyon.") == expected("Marie habite à Lyon.")
+    assert tokenizer.model_max_length == 64  # tokenizer_config.json was fetched too
+    ner = pipeline("token-classification", REPO_ID, revision=COMMIT)
+    assert ner("Marie habite à Lyon.") == pipeline("token-classification",
+                                                   FIXTURES / "tiny-token-classification")("Marie habite à Lyon.")
+
+
+def test_published_short_names_are_aliases(fake_hub):
+    fake_hub.repos["flaubert/flaubert_small_cased"] = dict(NER_FILES)
+    model = FlaubertForTokenClassification.from_pretrained("flaubert_small_cased")
+    np.testing.assert_array_equal(ner_logits(model), REFERENCE)
+    assert {repo for _, repo, _, _ in fake_hub.requests} - {None} == {"flaubert/flaubert_small_cased"}
+
+
+def test_weights_prefer_safetensors_then_fall_back_to_pytorch_bin(fake_hub):
+    fake_hub.repos[REPO_ID][TORCH_BIN_NAME] = b"never read"
+    FlaubertForTokenClassification.from_pretrained(REPO_ID)
+    assert TORCH_BIN_NAME not in fake_hub.files_asked("HEAD")
+
+    torch_only = {**NER_FILES, TORCH_BIN_NAME: (FIXTURES / "tiny_state_dict.bin").read_bytes()}
+    del torch_only["model.safetensors"]
+    fake_hub.repos["someone/torch-only"] = torch_only
+    folder = hub.resolve_name("someone/torch-only")
+    assert (folder / TORCH_BIN_NAME).is_file() and not (folder / "model.safetensors").exists()
+
+
+def test_sharded_checkpoint(fake_hub, tmp_path):
+    state = load_state_dict(FIXTURES / "tiny-token-classification")
+    names = sorted(state)
+    shards = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
+    files = {name: data for name, data in NER_FILES.items() if name != "model.safetensors"}
+    for shard, keys in shards.items():
+        save_state_dict({key: np.array(state[key]) for key in keys}, tmp_path / shard)
+        files[shard] = (tmp_path / shard / "model.safetensors").read_bytes()
+    index = {"metadata": {}, "weight_map": {key: shard for shard, keys in shards.items() for key in keys}}
+    files["model.safetensors.index.json"] = json.dumps(index).encode()
+    fake_hub.repos["someone/sharded"] = files
+    model = FlaubertForTokenClassification.from_pretrained("someone/sharded")
+    np.testing.assert_array_equal(ner_logits(model), REFERENCE)
+
+
+def test_pinned_revision_and_unknown_revision(fake_hub):
+    FlaubertForTokenClassification.from_pretrained(REPO_ID, revision=COMMIT)
+    with pytest.raises(OSError, match=f"{REPO_ID} has no revision 'v9'"):
+        FlaubertForTokenClassification.from_pretrained(REPO_ID, revision="v9")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Errors and damaged transfers
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_unknown_repository_401_is_a_clear_error(fake_hub):
+    with pytest.raises(OSError, match=r"'someone/nothing' is not a local folder, and the hub .* has no such "
+                                      r"repository or refuses access \(HTTP 401\).*token="):
+        FlaubertModel.from_pretrained("someone/nothing")
+
+
+def test_missing_file_404_names_it(fake_hub):
+    fake_hub.repos["someone/no-tokenizer"] = {"config.json": NER_FILES["config.json"]}
+    with pytest.raises(OSError, match="someone/no-tokenizer \\(revision main\\) has no vocab.json"):
+        FlaubertTokenizer.from_pretrained("someone/no-tokenizer")
+    with pytest.raises(OSError, match="has no weights in the repository: looked for model.safetensors, "):
+        FlaubertModel.from_pretrained("someone/no-tokenizer")
+
+
+def test_not_a_folder_nor_a_repository_id(tmp_path):
+    for name in (tmp_path / "nowhere", str(tmp_path / "nowhere"), "a/b/c", "../x"):
+        with pytest.raises(FileNotFoundError, match="neither an existing folder nor a repository id"):
+            hub.resolve_name(name)
+
+
+def test_unreachable_hub_says_so(fake_hub, monkeypatch):
+    fake_hub.stop()
+    monkeypatch.setattr("time.sleep", lambda seconds: None)  # huggingface_hub's pauses between its retries
+    with pytest.raises(OSError, match=f"cannot download {REPO_ID}/config.json: the hub .* is out of reach"):
+        FlaubertModel.from_pretrained(REPO_ID)
+
+
+def test_cut_transfer_resumes_with_a_range_request(fake_hub, tmp_path):
+    """The retry asks only for the bytes after what huggingface_hub had written.
+
+    The weights are padded to 12 MiB by an unused tensor because huggingface_hub gathers 10 MiB in memory before
+    writing: a cut loses what it had not written yet (so a small file is simply fetched again from the start).
     """
-    big = bytes(range(256)) * (48 * 1024)
-    fake_hub.files["pytorch_model.bin"] = big
-    tiny_registry("pytorch_model.bin", sha256(big))
+    state = {**load_state_dict(FIXTURES / "tiny-token-classification"),
+             "unused.weight": np.zeros(3 * 2**20, np.float32)}
+    save_state_dict(state, tmp_path)
+    big = (tmp_path / "model.safetensors").read_bytes()
+    fake_hub.repos[REPO_ID]["model.safetensors"] = big
     cut = 11 * 2**20
-    fake_hub.cuts["pytorch_model.bin"] = [cut]
-    dest = fetch(fake_hub, tmp_path / "tiny", client)
-    assert (dest / "pytorch_model.bin").read_bytes() == big
-    first, resumed = fake_hub.ranges("pytorch_model.bin")
+    fake_hub.cuts["model.safetensors"] = [cut]
+    with pytest.warns(UserWarning, match="unused.weight"):
+        model = FlaubertForTokenClassification.from_pretrained(REPO_ID)
+    np.testing.assert_array_equal(ner_logits(model), REFERENCE)
+    first, resumed = [r for m, _, f, r in fake_hub.requests if m == "GET" and f == "model.safetensors"]
     start = FakeHub.range_start(resumed)
     assert first is None and 0 < start <= cut
-    assert start == cut or client == "huggingface_hub"
-    assert fake_hub.bytes_sent["pytorch_model.bin"] == cut + len(big) - start
+    assert fake_hub.bytes_sent["model.safetensors"] == cut + len(big) - start
 
 
-def test_urllib_resumes_across_calls_from_the_kept_part(fake_hub, tiny_registry, tmp_path):
-    fake_hub.cuts["pytorch_model.bin"] = [10_000] * hub.ATTEMPTS  # every attempt of the first call is cut
-    dest = tmp_path / "tiny"
-    with pytest.raises(OSError, match="run the download again to resume"):
-        fetch(fake_hub, dest, "urllib")
-    assert not (dest / "pytorch_model.bin").exists()
-    assert (dest / "pytorch_model.bin.part").stat().st_size == 10_000 * hub.ATTEMPTS
-
-    fetch(fake_hub, dest, "urllib")
-    assert (dest / "pytorch_model.bin").read_bytes() == FILES["pytorch_model.bin"]
-    assert fake_hub.ranges("pytorch_model.bin")[-1] == f"bytes={10_000 * hub.ATTEMPTS}-"
-    assert fake_hub.bytes_sent["pytorch_model.bin"] == len(FILES["pytorch_model.bin"])
-    assert not (dest / "pytorch_model.bin.part").exists()
-
-
-def test_complete_part_is_published_without_refetching(fake_hub, tiny_registry, tmp_path):
-    dest = tmp_path / "tiny"
-    dest.mkdir()
-    (dest / "pytorch_model.bin.part").write_bytes(FILES["pytorch_model.bin"])  # crashed just before the rename
-    fetch(fake_hub, dest, "urllib")
-    assert (dest / "pytorch_model.bin").read_bytes() == FILES["pytorch_model.bin"]
-    assert fake_hub.bytes_sent["pytorch_model.bin"] == 0
-
-
-def test_server_ignoring_range_restarts_the_part(fake_hub, tiny_registry, tmp_path):
-    fake_hub.honour_ranges = False
-    dest = tmp_path / "tiny"
-    dest.mkdir()
-    (dest / "pytorch_model.bin.part").write_bytes(b"x" * 5000)
-    fetch(fake_hub, dest, "urllib")
-    assert fake_hub.ranges("pytorch_model.bin") == ["bytes=5000-"]
-    assert (dest / "pytorch_model.bin").read_bytes() == FILES["pytorch_model.bin"]  # not 5000 x + the file
-
-
-def test_final_name_absent_until_complete(fake_hub, tiny_registry, tmp_path, client):
-    dest = tmp_path / "tiny"
-    seen = {}
-
-    def look():  # runs in the server thread, half-way through the file: wait (bounded) for the client's temporary
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not (set(os.listdir(dest)) - {"config.json"}):
-            time.sleep(0.01)
-        seen["others"] = set(os.listdir(dest)) - {"config.json"}
-        seen["final"] = (dest / "pytorch_model.bin").exists()
-
-    fake_hub.midway["pytorch_model.bin"] = look
-    fetch(fake_hub, dest, client)
-    assert seen["others"] and seen["final"] is False  # the bytes went to a temporary name meanwhile
-    assert (dest / "pytorch_model.bin").read_bytes() == FILES["pytorch_model.bin"]
-
-
-def test_checksum_mismatch_leaves_nothing(fake_hub, tiny_registry, tmp_path, client):
-    wrong = sha256(b"something else")
-    tiny_registry("pytorch_model.bin", wrong)
-    dest = tmp_path / "tiny"
-    with pytest.raises(ValueError) as error:
-        fetch(fake_hub, dest, client)
-    message = str(error.value)
-    assert "pytorch_model.bin" in message and wrong in message and sha256(FILES["pytorch_model.bin"]) in message
-    assert sorted(p.name for p in dest.iterdir()) == ["config.json"]  # verified before it; no leftovers after it
-
-
-def test_present_files_are_not_fetched_again(fake_hub, tiny_registry, tmp_path, client):
-    dest = fetch(fake_hub, tmp_path / "tiny", client)
-    before = len(fake_hub.requests)
-    fetch(fake_hub, dest, client)
-    assert {file for _, file, _ in fake_hub.requests[before:]} == {"tokenizer_config.json", "model.safetensors"}
-
-
-def test_present_file_with_wrong_checksum_is_reported(fake_hub, tiny_registry, tmp_path):
-    dest = tmp_path / "tiny"
-    dest.mkdir()
-    (dest / "config.json").write_bytes(b"tampered")
-    with pytest.raises(ValueError, match="checksum mismatch for .*config.json"):
-        fetch(fake_hub, dest, "urllib")
-
-
-def test_without_huggingface_hub_auto_uses_urllib(fake_hub, tiny_registry, tmp_path, monkeypatch):
-    monkeypatch.setitem(__import__("sys").modules, "huggingface_hub", None)  # makes the import fail
-    dest = fetch(fake_hub, tmp_path / "tiny", "auto")
-    assert (dest / "config.json").read_bytes() == FILES["config.json"]
-    assert all(method == "GET" for method, _, _ in fake_hub.requests)  # huggingface_hub would have sent HEADs
-
-
-def test_unreachable_server_says_so(tiny_registry, tmp_path):
-    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    endpoint = f"http://127.0.0.1:{port}"
-    with pytest.raises(OSError, match="offline or unreachable") as error:
-        hub.download("tiny_test", dest=tmp_path / "tiny", endpoint=endpoint, progress=False, client="urllib")
-    assert f"{endpoint}/{REPO_ID}/resolve/main/config.json" in str(error.value)
-
-
-def test_dropped_connection_is_an_oserror(fake_hub, tiny_registry, tmp_path, client):
+def test_a_transfer_that_keeps_failing_leaves_no_half_file(fake_hub, monkeypatch):
     fake_hub.hard_cuts = True
-    fake_hub.cuts["pytorch_model.bin"] = [1000] * 10  # more than either client retries
-    with pytest.raises(OSError, match="pytorch_model.bin"):
-        fetch(fake_hub, tmp_path / "tiny", client)
-    assert not (tmp_path / "tiny" / "pytorch_model.bin").exists()
+    fake_hub.cuts["model.safetensors"] = [1000] * 10  # more than huggingface_hub retries
+    monkeypatch.setattr("time.sleep", lambda seconds: None)  # its pause between retries
+    with pytest.raises(OSError, match=f"cannot download {REPO_ID}/model.safetensors"):
+        FlaubertModel.from_pretrained(REPO_ID)
+    blobs = fake_hub.cache / "models--someone--flaubert-ner" / "blobs"
+    assert sorted(p.name for p in blobs.iterdir()) == [etag("config.json", NER_FILES["config.json"])]  # no partial
+    assert not (blobs.parent / "snapshots" / COMMIT / "model.safetensors").exists()
+    with pytest.raises(OSError, match="has no weights in the cache"):  # never a half file loaded
+        FlaubertModel.from_pretrained(REPO_ID, local_files_only=True)
 
 
-def test_unknown_names_list_the_known_ones(tmp_path):
-    with pytest.raises(ValueError, match="flaubert_base_cased"):
-        hub.download("flaubert_huge", dest=tmp_path)
-    with pytest.raises(ValueError, match="unknown client"):
-        hub.download("flaubert_base_cased", dest=tmp_path, client="wget")
+def test_bytes_that_do_not_match_their_etag_are_deleted(fake_hub):
+    fake_hub.wrong_etag.add("model.safetensors")
+    with pytest.raises(ValueError, match="checksum mismatch for model.safetensors: the hub's ETag is"):
+        FlaubertModel.from_pretrained(REPO_ID)
+    assert not (fake_hub.cache / "models--someone--flaubert-ner" / "snapshots" / COMMIT / "model.safetensors").exists()
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# The registry and resolve_name
+# A fresh process, configured by the environment only; transformers reading the same cache
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def test_registry_lists_the_four_published_checkpoints():
+def python(code: str, env: dict) -> subprocess.CompletedProcess:
+    environment = {**os.environ, **env, "PYTHONPATH": str(REPO)}
+    for var in ("HF_TOKEN", "HF_HUB_CACHE", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        environment.pop(var, None)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=300)
+
+
+def test_fresh_process_downloads_then_loads_offline(fake_hub, tmp_path):
+    code = ("from minflaubert import AutoModelForTokenClassification as A; import numpy as np; "
+            f"m = A.from_pretrained({REPO_ID!r}); "
+            f"print(np.abs(m(np.array({INPUT_IDS.tolist()})).logits).sum())")
+    env = {"HF_HOME": str(tmp_path / "home"), "HF_ENDPOINT": fake_hub.endpoint, "HF_HUB_OFFLINE": "0"}
+    online = python(code, env)
+    assert online.returncode == 0, online.stderr
+    fake_hub.stop()
+    offline = python(code, {**env, "HF_HUB_OFFLINE": "1"})
+    assert offline.returncode == 0, offline.stderr
+    assert offline.stdout == online.stdout
+    missing = python(code.replace(REPO_ID, "someone/other"), {**env, "HF_HUB_OFFLINE": "1"})
+    assert "someone/other (revision main) is not in the huggingface_hub cache" in missing.stderr
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The name rules
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_registry_maps_the_four_short_names_to_their_repositories():
     known = hub.registry()
     assert sorted(known) == sorted(
         ["flaubert_small_cased", "flaubert_base_uncased", "flaubert_base_cased", "flaubert_large_cased"]
     )
-    for name, entry in known.items():
-        assert entry["repo_id"] == f"flaubert/{name}"
-        files = {f["name"]: f for f in entry["files"]}
-        assert files["pytorch_model.bin"]["required"] and not files["model.safetensors"]["required"]
+    for name in known:
+        assert hub.repo_id_of(name) == f"flaubert/{name}"
+    assert hub.repo_id_of("someone/model") == "someone/model"
     assert known["flaubert_large_cased"]["architecture"]["pre_norm"] is True
-    assert hub.checkpoint("flaubert/flaubert_base_cased")["name"] == "flaubert_base_cased"
 
 
-def test_resolve_name(tmp_path, monkeypatch):
-    assert hub.resolve_name(tmp_path) == tmp_path  # an existing folder, as-is
+def test_folders_come_first(tmp_path, monkeypatch):
+    assert hub.resolve_name(tmp_path) == tmp_path  # an existing folder, as is
     monkeypatch.setenv(hub.WEIGHTS_ENV, str(tmp_path / "weights"))
-    with pytest.raises(OSError, match="minflaubert download flaubert_base_cased"):
-        hub.resolve_name("flaubert_base_cased")
-    folder = tmp_path / "weights" / "flaubert_base_cased"
-    folder.mkdir(parents=True)
-    (folder / "config.json").write_text("{}")
-    with pytest.raises(OSError, match=r"lacks pytorch_model\.bin, vocab\.json, merges\.txt"):
-        hub.resolve_name("flaubert/flaubert_base_cased")
-    for name in ("pytorch_model.bin", "vocab.json", "merges.txt"):
-        (folder / name).write_text("")
-    assert hub.resolve_name("flaubert_base_cased") == folder
-    with pytest.raises(FileNotFoundError, match="neither an existing folder nor a published checkpoint"):
-        hub.resolve_name(tmp_path / "nowhere")
+    (tmp_path / "weights" / "my_model").mkdir(parents=True)
+    assert hub.resolve_name("my_model") == tmp_path / "weights" / "my_model"  # a plain name under weights/
 
 
 def test_weights_live_in_the_checkout_by_default(monkeypatch):

@@ -64,6 +64,7 @@ def test_model_object_needs_its_tokenizer_and_the_right_class():
 
 def test_missing_default_model_says_how_to_get_it(monkeypatch, tmp_path):
     monkeypatch.setenv("MINFLAUBERT_WEIGHTS", str(tmp_path))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)  # tests reach no server but their own
     with pytest.raises(OSError, match="minflaubert download flaubert_base_cased"):
         pipeline("fill-mask")
 

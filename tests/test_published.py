@@ -1,22 +1,32 @@
 """transformers' own integration test for the published flaubert_base_cased, run on the real weights.
 
-It runs wherever ``weights/flaubert_base_cased`` exists (``minflaubert download flaubert_base_cased``; see
-weights/README.md) and skips elsewhere: no machine of this project reaches the model hub, so CI skips it too.
+It runs wherever flaubert/flaubert_base_cased is in the huggingface_hub cache (``minflaubert download
+flaubert_base_cased``; see weights/README.md) and skips elsewhere: no machine of this project reaches the model hub,
+so CI skips it too.
 The ids end with 2, the pad index: the model masks that position, and the expected numbers include that.
 """
 import numpy as np
 import pytest
 
-from conftest import REPO
+from minflaubert.hub import resolve_name
 from minflaubert.model import FlaubertModel
 
-FOLDER = REPO / "weights" / "flaubert_base_cased"
+
+def downloaded_folder():
+    """The checkpoint's folder if it is already on this machine (looked up without any network request)."""
+    try:
+        return resolve_name("flaubert_base_cased", local_files_only=True)
+    except OSError:
+        return None
+
+
+FOLDER = downloaded_folder()
 IDS = [[0, 345, 232, 328, 740, 140, 1695, 69, 6078, 1588, 2]]
 EXPECTED = [[-2.6251, -1.4298, -0.0227], [-2.8510, -1.6387, 0.2258], [-2.8114, -1.1832, -0.3066]]
 
 
-@pytest.mark.skipif(not FOLDER.is_dir(), reason="weights/flaubert_base_cased not downloaded: "
-                                                "run `minflaubert download flaubert_base_cased`")
+@pytest.mark.skipif(FOLDER is None, reason="flaubert/flaubert_base_cased is not downloaded: "
+                                           "run `minflaubert download flaubert_base_cased`")
 @pytest.mark.parametrize("use_kernels", [True, False], ids=["kernels", "numpy"])
 def test_flaubert_base_cased_integration(use_kernels):
     model = FlaubertModel.from_pretrained(FOLDER)
