@@ -17,7 +17,8 @@ What changes (and why), against the readable path in ``model.py`` + ``layers.py`
   Attention too: per sequence, its scores and its weighted sum are two batched products over the heads.
 * **Fused elementwise passes** (Numba, ``kernels.py``): bias + GELU in place, bias + residual in place (then
   LayerNorm in place), attention's scale + mask + softmax in one pass.
-* **Preallocated buffers**, reused from call to call; float32 everywhere.
+* **Preallocated buffers**, reused from call to call; float32 everywhere. Each thread has its own (one model
+  may serve many threads at once: shared scratch arrays would mix their activations).
 
 It applies when no key/value ``cache`` is used, attention maps are not asked for, and the padding mask can be
 packed (any mask for a bidirectional model; right padding for a causal one, whose reference attends to padding
@@ -26,6 +27,7 @@ keys otherwise). ``model.encode`` falls back to the readable path in every other
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 
@@ -33,7 +35,8 @@ from . import kernels, layers
 
 
 class Prepared:
-    """Per-model state of the fast path: fused weights (built once) and reusable work buffers."""
+    """Per-model state of the fast path: fused weights (built once, then only read) and reusable work buffers
+    (one set per thread)."""
 
     def __init__(self, params: dict, config, fuse_qkv: bool = False):
         self.config = config
@@ -53,14 +56,18 @@ class Prepared:
                 norm2=(params["layer_norm2"][i]["weight"], params["layer_norm2"][i]["bias"]),
             ))
         self.params = params
-        self._buffers: dict[str, np.ndarray] = {}
+        # subtle: the work buffers are per thread. When they were shared, 8 threads calling one model got wrong
+        # outputs on 19-23 calls of 24 (each overwrote the others' activations); a lock would make them queue.
+        self._per_thread = threading.local()
 
     def buffer(self, name: str, *shape: int) -> np.ndarray:
-        """A float32 work array of this shape, reused across calls (its storage grows when a call needs more)."""
+        """A float32 work array of this shape, reused across the calls of the current thread (its storage grows
+        when a call needs more)."""
+        buffers = self._per_thread.__dict__.setdefault("buffers", {})
         size = math.prod(shape)
-        storage = self._buffers.get(name)
+        storage = buffers.get(name)
         if storage is None or storage.size < size:
-            storage = self._buffers[name] = np.empty(max(size, 1024), dtype=np.float32)
+            storage = buffers[name] = np.empty(max(size, 1024), dtype=np.float32)
         return storage[:size].reshape(shape)
 
 

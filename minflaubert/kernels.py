@@ -8,18 +8,43 @@ import on a machine pays for compilation.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import threading
 
 import numba
 import numba.extending
 import numpy as np
 
-# Numba's threads must not spin while waiting: between two kernels, BLAS runs the GEMMs on the same cores, and
-# OpenMP's spinning workers (the default "omp" layer) starve it (we measured attention 50-100x slower with them on
-# 2 busy cores). The "workqueue" layer's workers sleep. (It is not for concurrent calls from several Python threads.)
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
+
+def choose_threading_layer() -> str:
+    """The Numba threading layer the two parallel kernels below run on: the user's choice
+    (``NUMBA_THREADING_LAYER``), else TBB when it is installed, else "workqueue".
+
+    Why not simply Numba's default (OpenMP first): Numba's threads must not spin while waiting. Between two
+    kernels, BLAS runs the GEMMs on the same cores, and OpenMP's spinning workers starve it (we measured attention
+    50-100x slower with them on 2 busy cores). TBB's and workqueue's workers sleep. But workqueue is not
+    re-entrant: two Python threads entering it at once abort the whole process ("Concurrent access has been
+    detected"), hence ``PARALLEL_REGION`` below.
+    """
+    chosen = os.environ.get("NUMBA_THREADING_LAYER")
+    if chosen:
+        return chosen
+    try:
+        from numba.np.ufunc import tbbpool  # noqa: F401  (loads libtbb: present with `pip install tbb`)
+    except ImportError:
+        return "workqueue"
+    return "tbb"
+
+
+THREADING_LAYER = choose_threading_layer()
+numba.config.THREADING_LAYER = THREADING_LAYER
+# Held around every call of a parallel=True kernel when the layer may be workqueue (not re-entrant: see above).
+# It costs little: the fast encoder (the default path) runs no parallel kernel, only attention maps and
+# key/value caches take the readable path that does, and its threads queue only for the kernel itself.
+PARALLEL_REGION = (contextlib.nullcontext() if THREADING_LAYER in ("tbb", "omp", "safe", "threadsafe")
+                   else threading.Lock())
 
 from .layers import MASKED_SCORE
 
@@ -73,8 +98,10 @@ def scaled_dot_product_attention(q, k, v, mask):
     batch, n_heads, q_len, head_dim = q.shape
     context = np.empty(q.shape, dtype=np.float32)
     weights = np.empty((batch, n_heads, q_len, k.shape[2]), dtype=np.float32)
-    _attention_kernel(np.ascontiguousarray(q, np.float32), np.ascontiguousarray(k, np.float32),
-                      np.ascontiguousarray(v, np.float32), np.ascontiguousarray(mask, np.bool_), context, weights)
+    arguments = (np.ascontiguousarray(q, np.float32), np.ascontiguousarray(k, np.float32),
+                 np.ascontiguousarray(v, np.float32), np.ascontiguousarray(mask, np.bool_))
+    with PARALLEL_REGION:
+        _attention_kernel(*arguments, context, weights)
     return context, weights
 
 
@@ -90,7 +117,8 @@ def gelu(x):
     """Same contract as ``layers.gelu``: the exact erf GELU, elementwise."""
     x = np.ascontiguousarray(x, np.float32)
     out = np.empty_like(x)
-    _gelu_kernel(x, out)
+    with PARALLEL_REGION:
+        _gelu_kernel(x, out)
     return out
 
 
