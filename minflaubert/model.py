@@ -140,7 +140,9 @@ class FlaubertPreTrainedModel:
         missing = {name: shape for name, shape in shapes.items() if name not in weights}
         self.weights = {**init_weights(missing, config, seed), **weights}
         self.use_kernels = True
-        self.name_or_path = None  # the folder from_pretrained loaded (encode() finds the tokenizer there)
+        # What from_pretrained was given (a folder or a repository id) and its hub options: where encode() finds
+        # the tokenizer saved with the model.
+        self.name_or_path, self.hub_options, self._tokenizer = None, {}, None
         self.setup()
 
     @classmethod
@@ -192,7 +194,7 @@ class FlaubertPreTrainedModel:
                              f"{' ...' if len(missing_encoder) > 5 else ''}")
         warn_about_keys(cls.__name__, missing, unexpected)
         model = cls(config, weights)
-        model.name_or_path = folder
+        model.name_or_path, model.hub_options = pretrained_model_name_or_path, hub_options
         return model
 
     @classmethod
@@ -248,3 +250,29 @@ class FlaubertModel(FlaubertPreTrainedModel):
             output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         output = BaseModelOutput(last_hidden_state=last, hidden_states=hidden_states, attentions=attentions)
         return output if return_dict is not False else output.to_tuple()
+
+    def encode(self, texts, batch_size: int = 32, pooling: str = "mean", normalize: bool = False,
+               max_length: int | None = None, progress: bool | None = None, tokenizer=None) -> np.ndarray:
+        """Sentence vectors: a list of texts -> ``(len(texts), emb_dim)`` float32, in the order given.
+
+        ``pooling`` is ``"mean"`` (of the text's token vectors), ``"first"`` (``<s>``'s) or ``"max"`` (per feature);
+        ``normalize=True`` scales each vector to length 1 (dot product = cosine similarity). The tokenizer is the
+        one saved with the checkpoint unless given. See ``sentences.encode_texts`` for the rest.
+        """
+        from .sentences import encode_texts  # (it imports the pipelines, which import this module)
+
+        if tokenizer is None:
+            tokenizer = self.saved_tokenizer()
+        return encode_texts(self, tokenizer, texts, batch_size=batch_size, pooling=pooling, normalize=normalize,
+                            max_length=max_length, progress=progress)
+
+    def saved_tokenizer(self):
+        """The tokenizer saved with the checkpoint this model was loaded from (read once, then kept)."""
+        from .tokenizer import FlaubertTokenizer
+
+        if self.name_or_path is None:
+            raise ValueError("this model was not loaded by from_pretrained, so it has no saved tokenizer: "
+                             "pass tokenizer=")
+        if self._tokenizer is None:
+            self._tokenizer = FlaubertTokenizer.from_pretrained(self.name_or_path, **self.hub_options)
+        return self._tokenizer

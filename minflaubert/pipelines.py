@@ -123,9 +123,8 @@ class Pipeline:
 
     def run(self, features: list[dict]) -> list[dict]:
         """Run the model over all features, batched by length; returns one output dict per feature, in order."""
-        order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
         size = 1 if self.padding_changes_outputs else self.batch_size
-        batches = [order[i:i + size] for i in range(0, len(order), size)]
+        batches = batches_by_length([len(feature["input_ids"]) for feature in features], size)
         outputs = [None] * len(features)
         for batch in tqdm(batches, desc=self.task, unit="batch", disable=not self.progress, file=sys.stderr):
             rows = [features[i] for i in batch]
@@ -154,6 +153,14 @@ class Pipeline:
 
     def __repr__(self):
         return f"{type(self).__name__}(model={self.model!r}, options={self.defaults})"
+
+
+def batches_by_length(lengths: list[int], size: int) -> list[list[int]]:
+    """Indices of the inputs, shortest first, cut into batches of ``size``: each batch is then padded to a length
+    close to that of its own inputs rather than to the longest input of all (padding is computation spent on
+    nothing)."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    return [order[i:i + size] for i in range(0, len(order), size)]
 
 
 def pad(rows: list[list], value) -> np.ndarray:

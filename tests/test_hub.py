@@ -205,7 +205,7 @@ def test_first_load_downloads_then_offline_loads_from_the_cache(fake_hub, monkey
     for name in ("config.json", "model.safetensors"):
         link = repo / "snapshots" / COMMIT / name
         assert link.is_symlink() and link.resolve() == repo / "blobs" / etag(name, NER_FILES[name])
-    assert model.name_or_path == repo / "snapshots" / COMMIT
+    assert model.name_or_path == REPO_ID
 
     fake_hub.stop()
     go_offline(monkeypatch)
