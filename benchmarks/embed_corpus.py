@@ -15,7 +15,8 @@ published tokenizer of ``../shared/data/flaubert_base_uncased``, built once in a
 Throughput does not depend on the values of the weights, only on the shapes.
 
 The transformers side: ``pipeline("feature-extraction")`` with the same batch size, truncation at the model's
-maximum length, each text's token vectors averaged (minflaubert's ``--pooling mean``), torch on 2 threads.
+maximum length, each text's token vectors averaged (minflaubert's ``--pooling mean``), torch on 2 threads and on 1
+(minflaubert's job runs each process on one BLAS thread, see ``minflaubert/corpus.py``).
 """
 from __future__ import annotations
 
@@ -35,8 +36,8 @@ SHAPE = dict(emb_dim=256, n_layers=4, n_heads=4, max_position_embeddings=512)
 
 TRANSFORMERS_RUN = """
 import sys, numpy as np, torch, transformers
-model, source, batch_size = sys.argv[1], sys.argv[2], int(sys.argv[3])
-torch.set_num_threads(2)
+model, source, batch_size, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+torch.set_num_threads(threads)
 extract = transformers.pipeline("feature-extraction", model=model, tokenizer=model, device="cpu",
                                 tokenize_kwargs={"truncation": True}, return_tensors=True)
 lines = open(source, encoding="utf-8").read().split("\\n")[:-1]
@@ -53,7 +54,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=2, help="N of --dask local:N")
     p.add_argument("--transformers-python", default=sys.executable, help="a Python with torch and transformers")
-    p.add_argument("--engines", default="minflaubert,dask,transformers")
+    p.add_argument("--engines", default="minflaubert,dask,transformers,transformers1")
     args = p.parse_args()
 
     work = Path(tempfile.gettempdir()) / "minflaubert-bench-corpus"
@@ -65,10 +66,12 @@ def main() -> None:
     commands = {
         "minflaubert": embed,
         "dask": [*embed, "--dask", f"local:{args.workers}"],
-        "transformers": [args.transformers_python, "-c", TRANSFORMERS_RUN, model, source, args.batch_size],
+        "transformers": [args.transformers_python, "-c", TRANSFORMERS_RUN, model, source, args.batch_size, 2],
+        "transformers1": [args.transformers_python, "-c", TRANSFORMERS_RUN, model, source, args.batch_size, 1],
     }
     names = {"minflaubert": "minflaubert embed, 1 process", "dask": f"minflaubert embed --dask local:{args.workers}",
-             "transformers": "transformers pipeline (torch, 2 threads)"}
+             "transformers": "transformers pipeline (torch, 2 threads)",
+             "transformers1": "transformers pipeline (torch, 1 thread)"}
     print(f"{count:,} lines of {args.corpus}, model {model}, batch size {args.batch_size}")
     print("| engine | seconds | lines/s | peak RSS (MB) |\n|---|---|---|---|")
     for engine in args.engines.split(","):
