@@ -23,7 +23,7 @@ from urllib.parse import unquote
 import numpy as np
 import pytest
 
-from conftest import FIXTURES, REPO
+from conftest import FIXTURES, REPO, assert_close
 from minflaubert import FlaubertForTokenClassification, FlaubertModel, FlaubertTokenizer, hub
 from minflaubert.weights import TORCH_BIN_NAME, load_state_dict, save_state_dict
 
@@ -63,6 +63,7 @@ class FakeHub:
 
     MAX_REQUESTS = 300  # a client stuck in a loop gets errors, never an endless conversation
     ROUTE = re.compile(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$")
+    TREE = re.compile(r"^/api/models/([^/]+/[^/]+)/tree/")  # a folder listing: transformers looks for chat templates
 
     def __init__(self, repos: dict):
         self.repos = repos
@@ -106,6 +107,9 @@ class FakeHub:
         self.requests.append((handler.command, repo, file, handler.headers.get("Range")))
         if len(self.requests) > self.MAX_REQUESTS:
             return self.status_only(handler, 503)
+        tree = self.TREE.match(handler.path)
+        if tree and tree.group(1) in self.repos:  # only files here, no folders
+            return self.status_only(handler, 404, {"X-Error-Code": "EntryNotFound"})
         if repo not in self.repos:  # the hub answers 401 for a missing repository, as for a private one
             return self.status_only(handler, 401, {"X-Error-Code": "RepoNotFound"})
         if revision not in ("main", COMMIT):
@@ -410,3 +414,41 @@ def test_folders_come_first(tmp_path, monkeypatch):
 def test_weights_live_in_the_checkout_by_default(monkeypatch):
     monkeypatch.delenv(hub.WEIGHTS_ENV, raising=False)
     assert hub.weights_root() == REPO / "weights"
+
+
+def test_transformers_and_minflaubert_share_the_cache(fake_hub, tmp_path, monkeypatch, transformers):
+    """A fine-tune saved by transformers (random weights, the real layout): each library reads what the other
+    downloaded into the cache, and both give the same logits."""
+    from reference import build_model, run_model
+
+    from minflaubert import AutoModelForTokenClassification
+    from minflaubert.pipelines import pipeline
+
+    labels = {0: "O", 1: "B-PER", 2: "I-PER"}
+    config = {"vocab_size": json.loads(NER_FILES["config.json"])["vocab_size"], "emb_dim": 32, "n_layers": 2,
+              "n_heads": 4, "max_position_embeddings": 64, "id2label": labels,
+              "label2id": {name: i for i, name in labels.items()}}
+    reference = build_model("FlaubertForTokenClassification", config)
+    reference.save_pretrained(tmp_path / "saved")
+    files = files_of(tmp_path / "saved")
+    files.update({name: NER_FILES[name] for name in ("vocab.json", "merges.txt", "tokenizer_config.json")})
+    fake_hub.repos.update({"someone/ours-first": files, "someone/theirs-first": files})
+    expected = run_model(reference, {"input_ids": INPUT_IDS, "attention_mask": INPUT_IDS != 2}, {})["logits"]
+    cache = str(fake_hub.cache)
+
+    # minflaubert downloads, transformers reads the cache with no network
+    ours = AutoModelForTokenClassification.from_pretrained("someone/ours-first")
+    theirs = transformers.AutoModelForTokenClassification.from_pretrained("someone/ours-first", cache_dir=cache,
+                                                                          local_files_only=True)
+    assert_close(run_model(theirs, {"input_ids": INPUT_IDS}, {})["logits"], ner_logits(ours), "shared cache")
+    assert_close(ner_logits(ours), expected, "shared cache")
+
+    # transformers downloads (model and tokenizer), minflaubert loads offline what it left there
+    transformers.AutoModelForTokenClassification.from_pretrained("someone/theirs-first", cache_dir=cache)
+    transformers.AutoTokenizer.from_pretrained("someone/theirs-first", cache_dir=cache)
+    fake_hub.stop()
+    go_offline(monkeypatch)
+    offline = AutoModelForTokenClassification.from_pretrained("someone/theirs-first")
+    assert_close(ner_logits(offline), expected, "shared cache")
+    entities = pipeline("token-classification", "someone/theirs-first")("Marie habite à Lyon.")
+    assert all(entity["entity"] in labels.values() for entity in entities)
