@@ -95,7 +95,9 @@ def resolve_name(name_or_folder, parts=("model",), *, revision=None, cache_dir=N
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:
         raise ValueError(f"unknown parts {unknown}; choose among {PARTS}")
-    path = Path(name_or_folder).expanduser()
+    from .atomic import readable_folder
+
+    path = readable_folder(Path(name_or_folder).expanduser())  # (a save being swapped in: the complete old one)
     if path.is_dir():
         return path
     if not isinstance(name_or_folder, str):  # a Path names a folder, never a repository
@@ -177,17 +179,19 @@ class _Hub:
             if optional:
                 return None
             raise OSError(f"{self.repo_id} (revision {self.revision}) has no {filename}") from None
-        except LocalEntryNotFoundError as error:
+        except LocalEntryNotFoundError:
             if optional and self.offline:
                 return None  # not among the files cached: perhaps the next candidate is
-            raise self.unavailable(filename, error) from None
+            raise self.unavailable(filename) from None
+        except (ValueError, TypeError):  # a wrong argument (force_download with local_files_only...): it says which
+            raise
         except Exception as error:  # noqa: BLE001 - turned into one clear OSError below, never swallowed
             raise self.failed(filename, error) from error
-        if not isinstance(cached, str) or Path(cached) != path:
+        if self.force_download or not isinstance(cached, str) or Path(cached) != path:
             verify_blob(path)  # it was just downloaded
         return path
 
-    def unavailable(self, filename: str, error) -> OSError:
+    def unavailable(self, filename: str) -> OSError:
         """The error for a file neither in the cache nor downloadable: offline, or the hub out of reach."""
         if self.offline:
             return OSError(f"{self.repo_id} (revision {self.revision}) is not in the huggingface_hub cache "
@@ -196,7 +200,7 @@ class _Hub:
         return OSError(f"cannot download {self.repo_id}/{filename}: the hub ({self.endpoint()}) is out of reach "
                        f"and the cache {self.cache_dir} does not have it{self.how_to_download()}")
 
-    def failed(self, filename: str, error: Exception) -> Exception:
+    def failed(self, filename: str, error: Exception) -> OSError:
         """A huggingface_hub or HTTP error -> one message naming the repository, and what to do about it."""
         from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
@@ -209,8 +213,6 @@ class _Hub:
             return OSError(f"{self.repo_id} has no revision {self.revision!r} (a branch, tag or commit hash)")
         if isinstance(error, HfHubHTTPError):
             return OSError(f"cannot download {self.repo_id}/{filename} from {self.endpoint()}: HTTP {status}")
-        if isinstance(error, (ValueError, TypeError)):
-            return error  # a wrong argument (force_download with local_files_only...): its message says which
         # what is left is the HTTP library's: a connection dropped more times than huggingface_hub retries
         return OSError(f"cannot download {self.repo_id}/{filename}: {type(error).__name__}: {error}")
 
