@@ -312,8 +312,12 @@ def shown(value) -> str:
 
 def job_files(folder: Path) -> list[Path]:
     """The files a job writes in its folder (and only those: --overwrite must not delete anything else)."""
-    return [*folder.glob("part-*.parquet"), *folder.glob(".part-*.parquet.tmp-*"), *folder.glob(f".{MANIFEST}.tmp-*"),
-            *folder.glob(MANIFEST)]
+    return [*folder.glob("part-*.parquet"), *folder.glob(MANIFEST), *temporaries(folder)]
+
+
+def temporaries(folder: Path) -> list[Path]:
+    """The temporary files of ``write_atomically`` in a folder: what a writer killed mid-write leaves behind."""
+    return list(folder.glob(".*.tmp-*"))
 
 
 def open_output(folder: Path, manifest: dict, overwrite: bool) -> None:
@@ -329,7 +333,7 @@ def open_output(folder: Path, manifest: dict, overwrite: bool) -> None:
             raise ValueError(f"{folder} holds embeddings made with other settings: {'; '.join(differences)}. Run "
                              f"the same command to resume it, or pass --overwrite to start over")
     folder.mkdir(parents=True, exist_ok=True)
-    for path in job_files(folder) if overwrite else folder.glob(".*.tmp-*"):
+    for path in job_files(folder) if overwrite else temporaries(folder):
         path.unlink()
     write_manifest(folder, manifest)
 
@@ -361,7 +365,8 @@ def shard_table(lines: int, shard_lines: int) -> list[dict]:
 
 
 def close_output(folder: Path, manifest: dict) -> dict:
-    """Record the finished job: its line count and shard boundaries. Shards beyond them mean the input shrank."""
+    """Record the finished job: its line count and shard boundaries. Shards beyond them mean the input shrank.
+    Temporary files left by Dask workers killed mid-write go: every shard is in place now."""
     lines = sum(entry["lines"] for entry in manifest["inputs"])
     if lines == 0:
         raise ValueError("no lines to embed: the input is empty")
@@ -370,6 +375,8 @@ def close_output(folder: Path, manifest: dict) -> dict:
     if stray:
         raise ValueError(f"{folder} holds shards beyond the input's {lines} lines ({', '.join(stray)}): the input "
                          f"changed since they were written. Pass --overwrite to start over")
+    for path in temporaries(folder):
+        path.unlink(missing_ok=True)
     finished = {**manifest, "status": "complete", "lines": lines, "shards": shards}
     write_manifest(folder, finished)
     return finished
