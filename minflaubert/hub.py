@@ -6,7 +6,8 @@ a folder holding the files:
 1. an existing folder is used as it is;
 2. a plain name that is a folder under ``weights_root()`` (``weights/`` in a checkout) is that folder: a model
    trained or copied there;
-3. anything else is a hub repository id (``owner/name``; the four published short names, ``flaubert_base_cased``...,
+3. ``folder/name`` where ``folder`` exists here but ``name`` is not in it is a mistyped path: an error, at once;
+4. anything else is a hub repository id (``owner/name``; the four published short names, ``flaubert_base_cased``...,
    are aliases of ``flaubert/NAME``), fetched with ``huggingface_hub.hf_hub_download``.
 
 Why huggingface_hub rather than our own HTTP client: its cache (``~/.cache/huggingface/hub``, or ``$HF_HOME/hub``)
@@ -105,6 +106,10 @@ def resolve_name(name_or_folder, parts=("model",), *, revision=None, cache_dir=N
     local = weights_root() / name_or_folder
     if "/" not in name_or_folder and local.is_dir():
         return local
+    if path.parent.name and path.parent.is_dir():  # "weights/my_model" beside a folder "weights": a path, mistyped
+        raise FileNotFoundError(f"{name_or_folder!r} is neither an existing folder nor a repository id: there is no "
+                                f"{path.name!r} in the folder {os.fspath(path.parent)!r} (read as a path, since that "
+                                "folder exists)")
     hub = _Hub(name_or_folder, revision, cache_dir, local_files_only, token, force_download, progress)
     return hub.fetch(parts)
 

@@ -306,10 +306,14 @@ def test_missing_file_404_names_it(fake_hub):
         FlaubertModel.from_pretrained("someone/no-tokenizer")
 
 
-def test_not_a_folder_nor_a_repository_id(tmp_path):
+def test_not_a_folder_nor_a_repository_id(tmp_path, monkeypatch):
     for name in (tmp_path / "nowhere", str(tmp_path / "nowhere"), "a/b/c", "../x"):
         with pytest.raises(FileNotFoundError, match="neither an existing folder nor a repository id"):
             hub.resolve_name(name)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "weights").mkdir()
+    with pytest.raises(FileNotFoundError, match="there is no 'tiny' in the folder 'weights'"):
+        hub.resolve_name("weights/tiny")  # a path, since ./weights exists: no request to the hub
 
 
 def test_unreachable_hub_says_so(fake_hub, monkeypatch):
