@@ -264,9 +264,12 @@ class FlaubertConfig:
         return _int_keyed("id2label", id2label) if id2label is not None else self.id2label
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:
-        Path(folder).mkdir(parents=True, exist_ok=True)
+        """Write ``config.json`` into ``folder``: whole or not at all (``atomic.atomic_file``)."""
+        from .atomic import atomic_file
+
         text = json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False)
-        (Path(folder) / CONFIG_NAME).write_text(text + "\n", encoding="utf-8")
+        with atomic_file(Path(folder) / CONFIG_NAME) as tmp:
+            tmp.write_text(text + "\n", encoding="utf-8")
 
 
 # What from_pretrained accepts as a config override: every field, its other spellings, and transformers' two other

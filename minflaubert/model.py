@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 
 from . import fast, kernels, layers
+from .atomic import atomic_folder
 from .config import FlaubertConfig, split_keywords
 from .inputs import encoder_inputs
 from .outputs import BaseModelOutput
@@ -209,9 +210,13 @@ class FlaubertPreTrainedModel:
         return {(name if name in head else prefix + name): array for name, array in self.weights.items()}
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:
+        """Write ``config.json`` and ``model.safetensors`` into ``folder``, crash-safe: the new files are written
+        beside it and swapped in together (``atomic.atomic_folder``), so a process killed at any instant leaves the
+        old model or the new one, never a mix. The folder's other files (a tokenizer, a README) are kept."""
         config = FlaubertConfig.from_dict({**self.config.to_dict(), "architectures": [type(self).__name__]})
-        config.save_pretrained(folder)
-        save_state_dict(self.state_dict(), folder)
+        with atomic_folder(folder) as staging:
+            config.save_pretrained(staging)
+            save_state_dict(self.state_dict(), staging)
 
     def num_parameters(self) -> int:
         return sum(array.size for array in self.weights.values())

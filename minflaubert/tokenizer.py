@@ -329,11 +329,16 @@ class FlaubertTokenizer:
         )
 
     def save_pretrained(self, folder: str | os.PathLike) -> tuple[str, str, str]:
-        """Write ``vocab.json``, ``merges.txt`` and ``tokenizer_config.json`` into ``folder`` (created if needed)."""
-        return write_tokenizer_files(folder, self.encoder, sorted(self.bpe_ranks, key=self.bpe_ranks.get),
-                                     do_lowercase=self.do_lowercase, model_max_length=self.model_max_length,
-                                     clean_up_tokenization_spaces=self.clean_up_tokenization_spaces,
-                                     additional_special_tokens=self.additional_special_tokens)
+        """Write ``vocab.json``, ``merges.txt`` and ``tokenizer_config.json`` into ``folder`` (created if needed),
+        crash-safe: the three are swapped in together (``atomic.atomic_folder``); the folder's other files stay."""
+        from .atomic import atomic_folder
+
+        with atomic_folder(folder) as staging:
+            written = write_tokenizer_files(staging, self.encoder, sorted(self.bpe_ranks, key=self.bpe_ranks.get),
+                                            do_lowercase=self.do_lowercase, model_max_length=self.model_max_length,
+                                            clean_up_tokenization_spaces=self.clean_up_tokenization_spaces,
+                                            additional_special_tokens=self.additional_special_tokens)
+        return tuple(os.path.join(os.fspath(folder), os.path.basename(path)) for path in written)
 
     # -- vocabulary ----------------------------------------------------------------------------------------------------
 
