@@ -401,10 +401,11 @@ def embed_corpus(inputs, output, model=None, pooling: str = "mean", normalize: b
         import_extra(module)  # fail now, not after hashing a corpus
     folder = Path(output)
     shard_lines = check_positive("shard_lines", SHARD_LINES if shard_lines is None else shard_lines)
-    checkpoint = resolve_name(model if model is not None else DEFAULT_MODEL).resolve()
-    job = ShardJob(str(folder.resolve()), str(checkpoint), model_sha256(checkpoint),
-                   check_choice("pooling", pooling, POOLINGS), bool(normalize), check_positive("batch_size", batch_size),
-                   bool(keep_text))  # absolute paths: a worker may run in another directory
+    checkpoint = resolve_name(model if model is not None else DEFAULT_MODEL, parts=("model", "tokenizer"))
+    job = ShardJob(folder=str(folder.resolve()), model=str(checkpoint.resolve()),  # a worker may run elsewhere
+                   model_sha256=model_sha256(checkpoint), pooling=check_choice("pooling", pooling, POOLINGS),
+                   normalize=bool(normalize), batch_size=check_positive("batch_size", batch_size),
+                   keep_text=bool(keep_text))
     extract = loaded_pipeline(job)
     described = [describe_input(str(source)) for source in (inputs or ["-"])]
     manifest = job_manifest(job, extract, described, shard_lines)
