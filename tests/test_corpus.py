@@ -6,6 +6,7 @@ is the random tiny fixture, so a whole run takes a few seconds. The byte compari
 distributed run must write exactly the files one clean run writes.
 """
 import contextlib
+import dataclasses
 import gzip
 import hashlib
 import importlib
@@ -22,7 +23,7 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURES, REPO, require
-from minflaubert.corpus import embed_corpus, read_lines
+from minflaubert.corpus import ShardJob, embed_corpus, loaded_pipeline, model_sha256, read_lines
 from test_cli import assert_error, json_lines, run
 
 MODEL = FIXTURES / "tiny-model"
@@ -275,6 +276,15 @@ def test_three_sigkills_then_resume_give_the_bytes_of_one_clean_run(tmp_path, ki
 
 
 # ------------------------------------------------------------------------------------------------ Dask
+def test_a_worker_loads_the_model_once_and_checks_it(tmp_path, extra):
+    job = ShardJob(folder=str(tmp_path), model=str(MODEL), model_sha256=model_sha256(MODEL), pooling="mean",
+                   normalize=False, batch_size=8, keep_text=False)
+    assert loaded_pipeline(job) is loaded_pipeline(job)  # every shard of this worker thread reuses it
+    elsewhere = dataclasses.replace(job, model_sha256="0" * 64)  # as if this machine had other files at that path
+    with pytest.raises(ValueError, match="tiny-model on .* is not the checkpoint the job started with"):
+        loaded_pipeline(elsewhere)
+
+
 def test_dask_local_cluster_gives_the_same_bytes(tmp_path, kill_corpus):
     corpus, clean = kill_corpus
     out = tmp_path / "vectors"
