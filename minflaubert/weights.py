@@ -127,15 +127,15 @@ def _read_sharded(index_path: Path, read) -> dict[str, np.ndarray]:
 def save_state_dict(state: dict[str, np.ndarray], folder: str | os.PathLike) -> None:
     """Write ``model.safetensors`` in the layout transformers reads (metadata format "pt").
 
-    subtle: written under a temporary name, then renamed. Overwriting in place would truncate the very file that
-    the arrays of a model loaded from this folder are memory-mapped from (reading them would then crash); a rename
-    leaves the old file alive for those maps, and never shows a half-written file under the final name.
+    subtle: written under a temporary name, then renamed (``atomic.atomic_file``). Overwriting in place would
+    truncate the very file that the arrays of a model loaded from this folder are memory-mapped from (reading them
+    would then crash); a rename leaves the old file alive for those maps, and never shows a half-written file
+    under the final name.
     """
-    target = Path(folder) / SAFETENSORS_NAME
-    target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(target.name + ".part")
-    write_safetensors(state, part, progress=False)
-    os.replace(part, target)
+    from .atomic import atomic_file
+
+    with atomic_file(Path(folder) / SAFETENSORS_NAME) as tmp:
+        write_safetensors(state, tmp, progress=False)
 
 
 # ----------------------------------------------------------------------------------------- names and shapes
@@ -220,11 +220,15 @@ def convert_checkpoint(folder: str | os.PathLike, output: str | os.PathLike | No
 
     Why convert when ``from_pretrained`` reads ``.bin`` files anyway: a safetensors file is memory-mapped in
     milliseconds and holds no pickle at all, so it is both faster to open and safe to share. The tensors are read
-    by ``torch_pickle`` (names, dtypes and values unchanged), written under a temporary name, read back with the
-    ``safetensors`` library and compared bit for bit, and only then renamed: a crash or a bad write never leaves a
-    ``model.safetensors`` that looks finished. ``output`` (default: ``folder``) also gets the config and tokenizer.
+    by ``torch_pickle`` (names, dtypes and values unchanged), written into a new folder beside ``output``, read
+    back with the ``safetensors`` library and compared bit for bit, and only then swapped in with the config and
+    tokenizer files (``atomic.atomic_folder``): a crash or a bad write never leaves a ``model.safetensors`` that
+    looks finished, nor one beside the wrong config. ``output`` (default: ``folder``) also gets the config and
+    tokenizer.
     """
     import shutil
+
+    from .atomic import atomic_folder
 
     folder = Path(folder)
     output = Path(output) if output is not None else folder
@@ -234,17 +238,15 @@ def convert_checkpoint(folder: str | os.PathLike, output: str | os.PathLike | No
         raise OSError(f"nothing to convert in {folder}: no {TORCH_BIN_NAME} or {TORCH_BIN_INDEX_NAME}")
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists (pass overwrite=True, or --overwrite, to replace it)")
-    output.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(target.name + ".part")
-    write_safetensors(state, part, progress)
-    changed = _differences(state, part)
-    if changed:
-        part.unlink()
-        raise ValueError(f"conversion check failed: {changed[:5]} differ after writing {target.name}")
-    os.replace(part, target)
-    for name in ("config.json", "vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"):
-        if (folder / name).is_file() and folder.resolve() != output.resolve():
-            shutil.copy2(folder / name, output / name)
+    with atomic_folder(output) as staging:
+        written = staging / SAFETENSORS_NAME
+        write_safetensors(state, written, progress)
+        changed = _differences(state, written)
+        if changed:
+            raise ValueError(f"conversion check failed: {changed[:5]} differ after writing {target.name}")
+        for name in ("config.json", "vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"):
+            if (folder / name).is_file():  # (when output is folder, the swap carries them over anyway)
+                shutil.copy2(folder / name, staging / name)
     return target
 
 
