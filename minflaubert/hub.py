@@ -46,7 +46,8 @@ HUB_OPTIONS = ("revision", "cache_dir", "local_files_only", "token", "force_down
 CONFIG_FILE = "config.json"
 # The weight files a repository may have, in the order they are looked for (the first one found is used):
 # safetensors first (memory-mapped, no pickle), then PyTorch's pickles (read by torch_pickle's safe unpickler).
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json",
+                "pytorch_model.bin", "pytorch_model.bin.index.json")
 TOKENIZER_FILES = ("vocab.json", "merges.txt")
 OPTIONAL_TOKENIZER_FILES = ("tokenizer_config.json",)
 PARTS = ("config", "model", "tokenizer")  # what resolve_name can be asked to fetch

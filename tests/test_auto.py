@@ -122,8 +122,8 @@ def test_new_label_names_keep_the_head():
 
 
 def test_a_new_head_shape_needs_ignore_mismatched_sizes():
-    with pytest.raises(ValueError, match=r"(?s)classifier.weight: found shape \(5, 32\) in the checkpoint and \(3, 32\) "
-                                         r"in the model instantiated.*ignore_mismatched_sizes=True"):
+    with pytest.raises(ValueError, match=r"(?s)classifier.weight: found shape \(5, 32\) in the checkpoint and "
+                                         r"\(3, 32\) in the model instantiated.*ignore_mismatched_sizes=True"):
         FlaubertForTokenClassification.from_pretrained(NER, num_labels=3)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
