@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("embed", run_embed, "One vector per line of text files: Parquet shards in a folder (resumable, "
                   "optionally on a Dask cluster), or one .npy array for a small job.", texts=False)
     sub.add_argument("inputs", nargs="*", metavar="FILE",
-                     help="UTF-8 text files, one text per line; .gz is decompressed (default, or '-': stdin)")
+                     help="UTF-8 text files, one text per line, .gz decompressed ('-' or none: stdin)")
     sub.add_argument("-o", "--output", required=True,
                      help="a folder for Parquet shards and _manifest.json, or a file name ending in .npy")
     sub.add_argument("--pooling", choices=["mean", "first", "max"], default="mean",
