@@ -209,6 +209,7 @@ ADDITIONAL_SPECIAL_TOKENS = [f"<special{i}>" for i in range(10)]
 PADDING_STRATEGIES = (False, True, "longest", "max_length", "do_not_pad")
 TRUNCATION_STRATEGIES = (None, False, True, "longest_first", "only_first", "only_second", "do_not_truncate")
 _LARGE_INTEGER = int(1e20)  # transformers' "no maximum length" threshold for model_max_length
+TOKENIZER_SETTINGS = ("do_lowercase", "model_max_length", "clean_up_tokenization_spaces")  # from_pretrained may override
 
 
 _NO_MERGE = float("inf")  # the "rank" of a pair that is not in merges.txt
@@ -300,9 +301,10 @@ class FlaubertTokenizer:
     # -- construction and saving ---------------------------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **hub_options) -> "FlaubertTokenizer":
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "FlaubertTokenizer":
         """Load ``vocab.json``, ``merges.txt`` and (if present) ``tokenizer_config.json`` from a folder or a hub
-        repository (``hub_options``: ``revision``, ``cache_dir``, ``local_files_only``, ``token``...).
+        repository. ``kwargs``, as in transformers: huggingface_hub's options (``revision``, ``cache_dir``,
+        ``local_files_only``, ``token``...) and overrides of the saved settings (``model_max_length=256``...).
 
         subtle: the published uncased config spells the flag ``do_lower_case``, which transformers ignores (so it
         tokenizes the uncased model as cased!). We honour both spellings.
@@ -310,7 +312,8 @@ class FlaubertTokenizer:
         from .hub import HUB_OPTIONS, resolve_name
         from .inputs import check_keywords
 
-        check_keywords(f"{cls.__name__}.from_pretrained", hub_options, HUB_OPTIONS)
+        check_keywords(f"{cls.__name__}.from_pretrained", kwargs, (*HUB_OPTIONS, *TOKENIZER_SETTINGS))
+        hub_options = {name: value for name, value in kwargs.items() if name in HUB_OPTIONS}
         folder = os.fspath(resolve_name(pretrained_model_name_or_path, "tokenizer", **hub_options))
         config = {}
         config_file = os.path.join(folder, "tokenizer_config.json")
@@ -320,13 +323,13 @@ class FlaubertTokenizer:
         if not tokenizer_class.startswith("Flaubert"):  # a CamemBERT's or a BERT's: other rules, other vocabulary
             raise ValueError(f"{config_file} is for a {tokenizer_class}, not FlauBERT's tokenizer: minflaubert "
                              "runs FlauBERT only (load this one with transformers)")
-        return cls(
-            os.path.join(folder, "vocab.json"),
-            os.path.join(folder, "merges.txt"),
-            do_lowercase=bool(config.get("do_lowercase", False) or config.get("do_lower_case", False)),
-            model_max_length=config.get("model_max_length", _LARGE_INTEGER),
-            clean_up_tokenization_spaces=config.get("clean_up_tokenization_spaces", False),
-        )
+        settings = {
+            "do_lowercase": bool(config.get("do_lowercase", False) or config.get("do_lower_case", False)),
+            "model_max_length": config.get("model_max_length", _LARGE_INTEGER),
+            "clean_up_tokenization_spaces": config.get("clean_up_tokenization_spaces", False),
+        }
+        settings.update({name: value for name, value in kwargs.items() if name in TOKENIZER_SETTINGS})
+        return cls(os.path.join(folder, "vocab.json"), os.path.join(folder, "merges.txt"), **settings)
 
     def save_pretrained(self, folder: str | os.PathLike) -> tuple[str, str, str]:
         """Write ``vocab.json``, ``merges.txt`` and ``tokenizer_config.json`` into ``folder`` (created if needed),

@@ -47,7 +47,7 @@ def test_auto_class_picks_the_task_class(auto, folder, expected):
 
 
 def test_task_default_when_the_architectures_name_another_head():
-    with pytest.warns(UserWarning, match="initialised at random"):  # the checkpoint has no QA head at all
+    with pytest.warns(UserWarning, match="newly initialized"):  # the checkpoint has no QA head at all
         model = AutoModelForQuestionAnswering.from_pretrained(FIXTURES / "tiny-lm")
     assert type(model) is FlaubertForQuestionAnsweringSimple  # what transformers builds for flaubert
 
@@ -97,6 +97,8 @@ def test_misspelt_keywords_are_type_errors_with_a_suggestion():
         AutoModelForTokenClassification.from_pretrained(NER, ignore_mismatched_size=True)
     with pytest.raises(TypeError, match="'revison' .*did you mean 'revision'"):
         FlaubertTokenizer.from_pretrained(NER, revison="main")
+    with pytest.raises(TypeError, match="'model_max_len' .*did you mean 'model_max_length'"):
+        AutoTokenizer.from_pretrained(NER, model_max_len=8)
     with pytest.raises(TypeError, match="FlaubertConfig.from_pretrained.* 'trust_remote_code'"):
         AutoConfig.from_pretrained(NER, trust_remote_code=True)  # nothing loaded here ever runs code
 
@@ -107,6 +109,12 @@ def test_config_overrides_apply():
     output = model(IDS)
     assert len(output.attentions) == model.config.n_layers and len(output.hidden_states) == model.config.n_layers + 1
     assert model(IDS, output_attentions=False).attentions is None  # the call still decides when it says
+
+
+def test_tokenizer_settings_can_be_overridden():
+    tokenizer = AutoTokenizer.from_pretrained(NER, model_max_length=8, do_lowercase=True)
+    assert tokenizer.model_max_length == 8 and tokenizer.tokenize("Paris") == tokenizer.tokenize("paris")
+    assert AutoTokenizer.from_pretrained(NER).model_max_length == 64  # as saved
 
 
 def test_new_label_names_keep_the_head():
