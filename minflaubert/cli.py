@@ -6,19 +6,24 @@
 
 Conventions, so the commands compose in a shell: results go to stdout as JSON lines (one JSON value per input,
 in input order), progress bars and messages to stderr, and an error is one line on stderr with a non-zero exit
-(1 for a failure, 2 for a wrong command line). Texts come from the arguments, or else from stdin, one per line.
+(1 for a failure, 2 for a wrong command line, 130 after Ctrl-C). Texts come from the arguments, or else from stdin,
+one per line: a line ends at ``\n`` (or ``\r\n``) and nowhere else, and invalid UTF-8 is an error naming the line
+(``corpus.read_lines``). Output is UTF-8 whatever the locale. When the reader of stdout goes away (``| head -1``)
+the command stops quietly with status 141, as coreutils do. ``--quiet`` silences progress bars and warnings.
 Without ``--model`` the pipelines use ``weights/flaubert_base_cased`` and say how to download it when it is not there.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from . import hub
+from . import __version__, hub
 
 EXAMPLES = {
     "fill-mask": 'minflaubert fill-mask "Le chat dort sur le <special1>." --top-k 3',
@@ -46,12 +51,41 @@ LABELLED = {"FlaubertForSequenceClassification", "FlaubertForTokenClassification
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        args.run(args)
-    except (OSError, ValueError, TypeError, ImportError) as error:  # the library's errors already say what to do
-        print(f"minflaubert {args.command}: error: {error}", file=sys.stderr)
-        return 1
+    with warnings.catch_warnings():
+        if args.quiet:
+            warnings.simplefilter("ignore")
+        warnings.showwarning = one_line_warning(args.command)
+        try:
+            args.run(args)
+        except BrokenPipeError:  # subtle: before OSError, of which it is a kind
+            return stop_writing()
+        except KeyboardInterrupt:
+            print(f"minflaubert {args.command}: interrupted", file=sys.stderr)
+            return 130
+        except (OSError, ValueError, TypeError, ImportError) as error:  # the library's errors already say what to do
+            print(f"minflaubert {args.command}: error: {error}", file=sys.stderr)
+            return 1
     return 0
+
+
+def one_line_warning(command: str):
+    """Warnings as one line on stderr, ``minflaubert COMMAND: warning: ...``, instead of Python's two (file, line
+    and source code mean nothing to a shell user)."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"minflaubert {command}: warning: {str(message).splitlines()[0]}", file=sys.stderr)
+    return show
+
+
+def stop_writing() -> int:
+    """stdout's reader is gone (``| head -1``): stop quietly with 141 (128 + SIGPIPE), as coreutils do.
+
+    subtle: Python flushes stdout once more when it exits, which would fail again and print a traceback; pointing
+    stdout at /dev/null gives that last flush somewhere to go.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,12 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="FlauBERT on a laptop: pipelines and checkpoint tools.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Run 'minflaubert COMMAND --help' for a command's options.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name, run, help, model=True, texts=True):
         sub = commands.add_parser(name, help=help, description=help, epilog=f"example:\n  {EXAMPLES[name]}",
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.set_defaults(run=run)
+        sub.add_argument("--quiet", action="store_true", help="no progress bars, no warnings")
         if texts:
             sub.add_argument("texts", nargs="*", metavar="TEXT", help="texts to process (default: stdin, one per line)")
         if model:
@@ -76,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("fill-mask", run_fill_mask, "Propose words for the mask token <special1>.")
     sub.add_argument("--top-k", type=int, default=5, help="proposals per mask (default: 5)")
     sub.add_argument("--targets", nargs="+", metavar="WORD", help="rank only these words")
+    allow_random_head(sub)
 
     sub = command("embed", run_embed, "One vector per line of text files: Parquet shards in a folder (resumable, "
                   "optionally on a Dask cluster), or one .npy array for a small job.", texts=False)
@@ -92,17 +129,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run the shards on Dask: local:N (N worker processes here) or tcp://HOST:PORT (a scheduler)")
     sub.add_argument("--overwrite", action="store_true",
                      help="start over in a folder that holds embeddings made with other settings")
-    sub.add_argument("--quiet", action="store_true", help="no progress bar")
 
     sub = command("classify", run_classify, "Label texts with a sequence-classification checkpoint.")
+    allow_random_head(sub)
     sub.add_argument("--top-k", type=int, default=1, help="labels per text (default: 1; 0 = all)")
 
     sub = command("ner", run_ner, "Tag entities (character spans) with a token-classification checkpoint.")
+    allow_random_head(sub)
     sub.add_argument("--aggregation", default="simple",
                      choices=["none", "simple", "first", "average", "max"],
                      help="how pieces and words are grouped into entities (default: simple)")
 
     sub = command("qa", run_qa, "Find the answer to a question in a context.", texts=False)
+    allow_random_head(sub)
     sub.add_argument("--question", required=True)
     context = sub.add_mutually_exclusive_group(required=True)
     context.add_argument("--context", help="the text to answer from")
@@ -131,10 +170,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def allow_random_head(sub) -> None:
+    sub.add_argument("--allow-random-head", action="store_true",
+                     help="run even when the checkpoint has no weights for this task's head (random answers: for "
+                          "tests and tutorials)")
+
+
 # ---------------------------------------------------------------------------------------------- helpers
 def emit(value) -> None:
-    """One JSON line on stdout."""
-    print(json.dumps(value, ensure_ascii=False, default=_jsonable), flush=True)
+    """One JSON line on stdout, in UTF-8 whatever the locale's encoding (JSON text is UTF-8: RFC 8259)."""
+    line = json.dumps(value, ensure_ascii=False, default=_jsonable) + "\n"
+    sys.stdout.flush()  # (anything printed before goes first)
+    sys.stdout.buffer.write(line.encode("utf-8"))
+    sys.stdout.buffer.flush()
 
 
 def _jsonable(value):
@@ -143,23 +191,37 @@ def _jsonable(value):
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
-def read_lines(source: str) -> list[str]:
-    """The lines of a file, or of stdin for '-': one text per line (an empty line is an empty text)."""
-    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    return text.splitlines()
-
-
 def texts_of(args) -> list[str]:
-    texts = args.texts or read_lines("-")
+    """The command's texts: its arguments, else the lines of stdin (``corpus.read_lines``: the embed command's rule).
+    """
+    from .corpus import read_lines
+
+    texts = [checked_argument(number, text) for number, text in enumerate(args.texts, start=1)] \
+        or list(read_lines("-"))
     if not texts:
         raise ValueError("no text given: pass texts as arguments or one per line on stdin")
     return texts
 
 
+def checked_argument(number: int, text: str) -> str:
+    """A text given as an argument. subtle: Python turns bytes of argv that are not UTF-8 into lone surrogates
+    (U+DC80-U+DCFF), which no UTF-8 output can hold: refused here, naming the argument."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"text argument {number} is not valid UTF-8") from None
+    return text
+
+
 def make_pipeline(task: str, args, **options):
     from .pipelines import pipeline  # imported here so that download/convert/info start fast
 
-    return pipeline(task, model=args.model, batch_size=args.batch_size, **options)
+    if task != "feature-extraction":
+        options["allow_random_head"] = args.allow_random_head
+        # (the pipeline says in one line what a missing head means; the loader's long warning would repeat it)
+        warnings.filterwarnings("ignore", message="Some weights of .* newly initialized")
+    progress = not args.quiet and sys.stderr.isatty()  # (a bar is for a person watching, not for a log file)
+    return pipeline(task, model=args.model, batch_size=args.batch_size, progress=progress, **options)
 
 
 def run_each(task: str, args, **options) -> None:

@@ -144,6 +144,8 @@ class FlaubertPreTrainedModel:
         # What from_pretrained was given (a folder or a repository id) and its hub options: where encode() finds
         # the tokenizer saved with the model.
         self.name_or_path, self.hub_options, self._tokenizer = None, {}, None
+        # The head weights from_pretrained drew at random, the checkpoint lacking them (pipelines refuse those)
+        self.newly_initialized: list[str] = []
         self.setup()
 
     @classmethod
@@ -193,8 +195,9 @@ class FlaubertPreTrainedModel:
         if missing_encoder:
             raise ValueError(f"{folder}: the checkpoint lacks encoder weights {missing_encoder[:5]}"
                              f"{' ...' if len(missing_encoder) > 5 else ''}")
-        warn_about_keys(cls.__name__, missing, unexpected)
+        warn_about_keys(cls.__name__, missing, unexpected, pretrained_model_name_or_path)
         model = cls(config, weights)
+        model.newly_initialized = [*mismatched, *missing]
         model.name_or_path, model.hub_options = pretrained_model_name_or_path, hub_options
         return model
 

@@ -73,6 +73,7 @@ class Pipeline:
 
     task: str = ""
     accepts: tuple[type, ...] = (FlaubertPreTrainedModel,)  # the model classes this task can use
+    uses_head = True  # whether the answers come from a task head (whose weights must then be in the checkpoint)
 
     @classmethod
     def model_class(cls, config: FlaubertConfig) -> type:
@@ -80,14 +81,30 @@ class Pipeline:
         return cls.accepts[0]
 
     def __init__(self, model, tokenizer: FlaubertTokenizer, batch_size: int = 8, progress: bool = False,
-                 **options):
+                 allow_random_head: bool = False, **options):
         if not isinstance(model, self.accepts):
             names = " or ".join(c.__name__ for c in self.accepts)
             raise ValueError(f"{self.task} needs a {names}, got a {type(model).__name__}")
         self.model, self.tokenizer = model, tokenizer
+        if self.uses_head:
+            self.check_head(allow_random_head)
         self.batch_size, self.progress = check_positive("batch_size", batch_size), progress
         self.max_length = min(model.config.max_position_embeddings, tokenizer.model_max_length)
         self.defaults = self.check_options(**options)
+
+    def check_head(self, allow_random_head: bool) -> None:
+        """Refuse a head that from_pretrained had to draw at random (the checkpoint has no weights for it: a base
+        model given to a classifier): its answers would look like answers and mean nothing. ``allow_random_head``
+        runs it anyway, with a warning (tutorials and tests do)."""
+        missing = self.model.newly_initialized
+        if not missing:
+            return
+        what = (f"{self.model.name_or_path} has no weights for the {self.task} head of {type(self.model).__name__} "
+                f"({', '.join(missing)})")
+        if not allow_random_head:
+            raise ValueError(f"{what}: its answers would be random. Use a checkpoint fine-tuned for {self.task}, or "
+                             "pass allow_random_head=True (command line: --allow-random-head) to run it anyway")
+        warnings.warn(f"{what}: running it with random weights (allow_random_head=True)", stacklevel=3)
 
     def check_options(self, **options) -> dict:
         """Validate options against the task's ``options`` signature; returns all of them, defaults filled in."""
@@ -136,9 +153,16 @@ class Pipeline:
         return outputs
 
     def encode(self, text, text_pair=None, **kwargs):
-        """The tokenizer on one input, truncated to what the model accepts."""
+        """The tokenizer on one input, cut to what the model accepts, with a warning when it is: the model never
+        reads the rest, and a silent cut would look like an answer about the whole text."""
         if not isinstance(text, str) or not (text_pair is None or isinstance(text_pair, str)):
             raise TypeError(f"{self.task} takes str inputs, got {type(text).__name__}")
+        encoding = self.tokenizer(text, text_pair, **kwargs)
+        n_tokens = len(encoding["input_ids"])
+        if n_tokens <= self.max_length:
+            return encoding
+        warnings.warn(f"{self.task}: a text of {n_tokens} tokens ({text[:30]!r}...) is cut to the model's "
+                      f"{self.max_length}: the rest of it is not read", stacklevel=4)
         return self.tokenizer(text, text_pair, truncation=True, max_length=self.max_length, **kwargs)
 
     # -- what each task writes --
@@ -268,6 +292,7 @@ class FeatureExtractionPipeline(Pipeline):
 
     task = "feature-extraction"
     accepts = (FlaubertPreTrainedModel,)
+    uses_head = False  # the encoder's own outputs: any checkpoint has them
 
     @classmethod
     def model_class(cls, config):
@@ -513,6 +538,8 @@ class QuestionAnsweringPipeline(Pipeline):
             raise TypeError("question-answering takes {'question': str, 'context': str}")
         question = self.tokenizer(item["question"], add_special_tokens=False)["input_ids"]
         context = self.tokenizer(item["context"], add_special_tokens=False, return_offsets_mapping=True)
+        if not question:
+            raise ValueError("the question is empty: there is nothing to answer")
         if not context["input_ids"]:
             raise ValueError("the context is empty: there is nothing to answer from")
         room = max_seq_len - len(question) - 3  # <s> question </s> window </s>

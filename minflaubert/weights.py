@@ -176,10 +176,12 @@ def unflatten(flat: dict[str, np.ndarray]) -> dict:
     return tree
 
 
-def warn_about_keys(kind: str, missing: list[str], unexpected: list[str]) -> None:
+def warn_about_keys(kind: str, missing: list[str], unexpected: list[str], source="the checkpoint") -> None:
+    """Say which weights the checkpoint lacked (drawn at random) or had in excess, in transformers' words."""
     if missing:
-        warnings.warn(f"{kind}: weights not in the checkpoint, initialised at random: {', '.join(missing)}",
-                      stacklevel=3)
+        warnings.warn(f"Some weights of {kind} were not initialized from the model checkpoint at {source} and are "
+                      f"newly initialized: {missing}\nYou should probably TRAIN this model on a down-stream task to "
+                      "be able to use it for predictions and inference.", stacklevel=3)
     if unexpected:
         shown = ", ".join(unexpected[:10]) + (" ..." if len(unexpected) > 10 else "")
         warnings.warn(f"{kind}: checkpoint weights not used by this model: {shown}", stacklevel=3)

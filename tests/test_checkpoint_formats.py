@@ -78,7 +78,7 @@ def test_encoder_from_head_checkpoint_and_back(tmp_path):
         encoder = minflaubert.FlaubertModel.from_pretrained(REPO / "tests/fixtures/tiny-token-classification")
     np.testing.assert_array_equal(encoder(IDS % 99).last_hidden_state,
                                   head(IDS % 99, output_hidden_states=True).hidden_states[-1])
-    with pytest.warns(UserWarning, match="initialised at random: .*classifier.weight"):
+    with pytest.warns(UserWarning, match="newly initialized: .*classifier.weight"):
         minflaubert.FlaubertForTokenClassification.from_pretrained(REPO / "tests/fixtures/tiny-model")
 
 

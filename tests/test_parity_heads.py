@@ -182,7 +182,7 @@ def test_head_from_bare_encoder_checkpoint(class_name, transformers, tmp_path):
 
     reference = make_case(tmp_path, "FlaubertModel", TINY, BASE, ALL_OUT)
     cls = getattr(minflaubert, class_name)
-    with pytest.warns(UserWarning, match="initialised at random") as caught:
+    with pytest.warns(UserWarning, match="newly initialized") as caught:
         model = cls.from_pretrained(tmp_path)
     head = cls.head_shapes(model.config)
     fresh = [name for name in head if not (class_name == "FlaubertWithLMHeadModel" and name.endswith("weight"))]
