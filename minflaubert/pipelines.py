@@ -415,6 +415,10 @@ class TokenClassificationPipeline(Pipeline):
     STRATEGIES = ("none", "simple", "first", "average", "max")
 
     def options(self, aggregation_strategy: str = "none", ignore_labels=("O",)) -> dict:
+        if ignore_labels is None:  # as transformers: None means the default
+            ignore_labels = ("O",)
+        elif isinstance(ignore_labels, str):  # one label (subtle: tuple("MISC") would ignore "M", "I", "S", "C")
+            ignore_labels = (ignore_labels,)
         return {"aggregation_strategy": check_choice("aggregation_strategy", aggregation_strategy, self.STRATEGIES),
                 "ignore_labels": tuple(ignore_labels)}
 
