@@ -3,8 +3,8 @@
 Each kernel computes exactly what its plain-NumPy twin in ``layers.py`` computes, and the tests hold them to it.
 The NumPy attention builds the whole [batch, heads, q, k] score tensor three times over (scores, masked scores,
 exponentials); here one pass over each query row does it all in a few cache-resident lines, and the (batch, head)
-pairs are shared between the cores. ``cache=True`` keeps the compiled machine code on disk, so only the very first
-import on a machine pays for compilation.
+pairs are shared between the cores. Compiled machine code is kept on disk (Numba's ``cache=True``, see ``compiled``),
+so only the very first import on a machine pays for compilation.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import os
 import threading
 
 import numba
+import numba.core.caching
 import numba.extending
 import numpy as np
 
@@ -48,6 +49,45 @@ PARALLEL_REGION = (contextlib.nullcontext() if THREADING_LAYER in ("tbb", "omp",
 
 from .layers import MASKED_SCORE
 
+
+class _ForgivingCache(numba.core.caching.FunctionCache):
+    """Numba's on-disk cache of one function, which may fail without failing the program.
+
+    A cache file can be corrupt (a disk full during a write, a copy cut short) or its folder become unwritable:
+    Numba would then raise from the first call of the kernel, and raise again in every later process. Here the
+    damaged cache is emptied (when it can be) and the kernel compiled in memory, as if there were no cache.
+    """
+
+    def load_overload(self, sig, target_context):
+        try:
+            return super().load_overload(sig, target_context)
+        except Exception:  # noqa: BLE001 (any unreadable file: pickle, EOFError, OSError...)
+            with contextlib.suppress(Exception):
+                self.flush()  # an empty index in place of the damaged one: the next save repairs the cache
+            return None
+
+    def save_overload(self, sig, data):
+        with contextlib.suppress(Exception):  # a cache that cannot be written only costs the next process time
+            super().save_overload(sig, data)
+
+
+def compiled(**options):
+    """``numba.njit(**options)``, with the machine code cached on disk whenever that can work, and never an error
+    because of the cache.
+
+    Where no folder is writable for the cache (a read-only site-packages and home: a locked-down laptop, a
+    container), Numba refuses ``cache=True`` at import time ("no locator available"): the kernel is then compiled
+    in memory instead, once per process. A corrupt or unwritable cache file is handled by ``_ForgivingCache``.
+    """
+    def decorate(function):
+        try:
+            dispatcher = numba.njit(cache=True, **options)(function)
+        except RuntimeError:  # no writable cache folder anywhere
+            return numba.njit(**options)(function)
+        dispatcher._cache = _ForgivingCache(function)  # subtle: what Numba's Dispatcher.enable_caching sets
+        return dispatcher
+    return decorate
+
 # Every kernel compiles with error_model="numpy": a float division by zero gives inf or nan, as in NumPy (and as in
 # the plain-NumPy twins), instead of raising ZeroDivisionError. subtle: Python's rule costs a zero test in every
 # division, and that branch stops the compiler from vectorising the loop around it (GELU ran 15x slower with it).
@@ -56,7 +96,7 @@ _ERRORS = "numpy"
 _SQRT_HALF = np.float32(1.0 / math.sqrt(2.0))
 
 
-@numba.njit(parallel=True, cache=True, fastmath={"contract", "reassoc"}, error_model=_ERRORS)
+@compiled(parallel=True, fastmath={"contract", "reassoc"}, error_model=_ERRORS)
 def _attention_kernel(q, k, v, mask, context, weights):
     batch, n_heads, q_len, head_dim = q.shape
     k_len = k.shape[2]
@@ -105,7 +145,7 @@ def scaled_dot_product_attention(q, k, v, mask):
     return context, weights
 
 
-@numba.njit(parallel=True, cache=True, error_model=_ERRORS)
+@compiled(parallel=True, error_model=_ERRORS)
 def _gelu_kernel(x, out):
     flat_x, flat_out = x.reshape(-1), out.reshape(-1)
     for i in numba.prange(flat_x.size):
@@ -135,7 +175,7 @@ _FAST = {"contract", "reassoc", "nsz", "arcp"}  # enough licence to vectorise th
 
 
 def _fast_kernel(function):
-    return numba.njit(cache=True, fastmath=_FAST, error_model=_ERRORS)(function)
+    return compiled(fastmath=_FAST, error_model=_ERRORS)(function)
 
 
 # erf(x) for float32 as a rational polynomial (Eigen's and XLA's ``generic_fast_erf_float``): within a few float32

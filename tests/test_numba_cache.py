@@ -1,0 +1,75 @@
+"""Numba's on-disk cache may be unwritable or damaged: minflaubert must import and compute all the same.
+
+Each test runs a copy of the package in a fresh process (a cache is per source folder). Before kernels.compiled,
+an unwritable cache made ``import`` fail ("cannot cache function ...: no locator available"), and a corrupt cache
+file made every later process fail (``UnpicklingError``).
+"""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from conftest import FIXTURES
+
+# Both paths of the encoder: attention maps (the parallel kernels) and the fast path (the one-core kernels).
+SCRIPT = f"""
+import numpy as np
+import minflaubert
+from minflaubert import FlaubertModel
+model = FlaubertModel.from_pretrained({str(FIXTURES / "tiny-model")!r})
+ids = np.array([[5, 6, 7, 8, 9]])
+print(minflaubert.__file__)
+print(repr(float(model(input_ids=ids, output_attentions=True).attentions[0].sum())))
+print(repr(float(model(input_ids=ids).last_hidden_state.sum())))
+"""
+
+
+def expected_lines() -> list[str]:
+    from minflaubert import FlaubertModel
+
+    model = FlaubertModel.from_pretrained(FIXTURES / "tiny-model")
+    ids = np.array([[5, 6, 7, 8, 9]])
+    return [repr(float(model(input_ids=ids, output_attentions=True).attentions[0].sum())),
+            repr(float(model(input_ids=ids).last_hidden_state.sum()))]
+
+
+def copy_package(tmp_path: Path) -> Path:
+    source = Path(__file__).resolve().parents[1] / "minflaubert"
+    shutil.copytree(source, tmp_path / "minflaubert", ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path / "minflaubert"
+
+
+def run_copy(tmp_path: Path, **env) -> list[str]:
+    """The script on the package copied under tmp_path; its output lines after checking it ran cleanly."""
+    environment = {name: value for name, value in os.environ.items() if name != "NUMBA_CACHE_DIR"}
+    environment.update(PYTHONPATH=str(tmp_path), PYTHONDONTWRITEBYTECODE="1", **env)
+    result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=environment,
+                            cwd=tmp_path, timeout=600)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[0] == str(tmp_path / "minflaubert" / "__init__.py")  # the copy ran, not the installed package
+    return lines[1:]
+
+
+def test_no_writable_cache_folder_compiles_in_memory(tmp_path):
+    package = copy_package(tmp_path)
+    (package / "__pycache__").write_text("")  # a file where Numba wants its folder: even root cannot write there
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")  # and every other place Numba would try lies under a file
+    assert run_copy(tmp_path, HOME=str(blocker / "home"), XDG_CACHE_HOME=str(blocker / "cache")) == \
+        expected_lines()
+
+
+def test_a_corrupt_cache_is_ignored_then_repaired(tmp_path):
+    package = copy_package(tmp_path)
+    expected = expected_lines()
+    assert run_copy(tmp_path) == expected  # fills the cache
+    cached = sorted((package / "__pycache__").glob("kernels.*.nb[ic]"))
+    assert any(path.suffix == ".nbi" for path in cached)
+    for number, path in enumerate(cached):
+        path.write_bytes(os.urandom(24) if number % 2 else b"")  # garbage, or a write cut to nothing
+    assert run_copy(tmp_path) == expected
+    assert run_copy(tmp_path) == expected
