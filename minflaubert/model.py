@@ -235,6 +235,8 @@ class FlaubertPreTrainedModel:
             output_hidden_states = self.config.output_hidden_states
         checked = encoder_inputs(self.config, **inputs)
         if self.use_kernels and self._fast is None:
+            # subtle: two threads' first calls may both get here: each builds a complete Prepared and the last one
+            # stays. Harmless (its weights are read-only, its work buffers per thread), so no lock is needed.
             self._fast = fast.prepare(self.params, self.config)
         return encode(self.params, self.config, **checked, output_attentions=bool(output_attentions),
                       output_hidden_states=bool(output_hidden_states), use_kernels=self.use_kernels,

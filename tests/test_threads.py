@@ -12,23 +12,24 @@ import textwrap
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minflaubert import (FlaubertConfig, FlaubertForQuestionAnswering, FlaubertForSequenceClassification,
-                         FlaubertForTokenClassification, FlaubertModel, FlaubertTokenizer, FlaubertWithLMHeadModel,
-                         pipeline)
+from minflaubert import (FlaubertConfig, FlaubertForQuestionAnswering, FlaubertForQuestionAnsweringSimple,
+                         FlaubertForSequenceClassification, FlaubertForTokenClassification, FlaubertModel,
+                         FlaubertTokenizer, FlaubertWithLMHeadModel, pipeline)
 
 from conftest import FIXTURES, REPO, flatten_output
 
 THREADS = 8
 VOCAB = 300
-CONFIG = FlaubertConfig(emb_dim=128, n_layers=2, n_heads=4, vocab_size=VOCAB, max_position_embeddings=64,
-                        id2label={0: "A", 1: "B", 2: "C"})
+CONFIG = FlaubertConfig(emb_dim=128, n_layers=2, n_heads=4, vocab_size=VOCAB, max_position_embeddings=64)
 MODELS = {cls.__name__: cls(CONFIG, seed=1) for cls in (FlaubertModel, FlaubertWithLMHeadModel,
                                                          FlaubertForSequenceClassification,
                                                          FlaubertForTokenClassification,
-                                                         FlaubertForQuestionAnswering)}
+                                                         FlaubertForQuestionAnswering,
+                                                         FlaubertForQuestionAnsweringSimple)}
 
 calls = st.fixed_dictionaries({
     "model": st.sampled_from(sorted(MODELS)),
@@ -67,6 +68,7 @@ def test_threads_sharing_models_get_single_threaded_outputs(batch_of_calls):
     assert_same_outputs(alone, together)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # the longest texts are cut to 64 tokens, on purpose
 def test_threads_sharing_a_tokenizer_and_pipelines():
     tokenizer = FlaubertTokenizer.from_pretrained(FIXTURES / "tiny-token-classification")
     ner = pipeline("token-classification", model=FIXTURES / "tiny-token-classification",
