@@ -213,6 +213,15 @@ def checked_argument(number: int, text: str) -> str:
     return text
 
 
+def read_utf8(path: str) -> str:
+    """A whole UTF-8 file; invalid UTF-8 is an error naming the file and the byte (never replaced, never skipped)."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        bad = error.object[error.start:error.start + 1]
+        raise ValueError(f"{path} is not valid UTF-8 (byte {error.start + 1} is {bad!r})") from None
+
+
 def make_pipeline(task: str, args, **options):
     from .pipelines import pipeline  # imported here so that download/convert/info start fast
 
@@ -245,7 +254,7 @@ def run_ner(args) -> None:
 
 
 def run_qa(args) -> None:
-    context = args.context if args.context is not None else Path(args.context_file).read_text(encoding="utf-8")
+    context = args.context if args.context is not None else read_utf8(args.context_file)
     answer = make_pipeline("question-answering", args, top_k=args.top_k, doc_stride=args.doc_stride)
     emit(answer(question=args.question, context=context))
 

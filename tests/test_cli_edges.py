@@ -112,3 +112,11 @@ def test_qa_with_an_empty_question_or_context_says_so():
     assert empty_question.returncode == 1 and b"the question is empty" in empty_question.stderr
     empty_context = run("qa", "--model", folder, "--question", "Où ?", "--context", "")
     assert empty_context.returncode == 1 and b"the context is empty" in empty_context.stderr
+
+
+def test_a_context_file_of_invalid_utf8_is_refused_naming_it(tmp_path):
+    context = tmp_path / "context.txt"
+    context.write_bytes(b"Marie habite \xe0 Lyon.")
+    result = run("qa", "--model", FIXTURES / "tiny-qa-simple", "--question", "Où ?", "--context-file", context)
+    assert result.returncode == 1
+    assert f"{context} is not valid UTF-8 (byte 14 is b'\\xe0')".encode() in result.stderr
