@@ -3,7 +3,7 @@
 The main test does it for real: a subprocess saves a model (config, weights, tokenizer) over a folder holding a
 good save and is SIGKILLed at many instants; after each kill the folder must load, as exactly the old model or
 exactly the new one. Before atomic.py, 6 to 10 of 16 kill instants left a folder that did not load (the new
-config.json beside the old weights).
+config.json beside the old weights). ``convert`` is killed the same way.
 """
 import os
 import signal
@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from minflaubert import FlaubertConfig, FlaubertModel, FlaubertTokenizer, atomic
+from minflaubert.weights import load_state_dict, save_state_dict
 
 from conftest import FIXTURES, REPO
 
@@ -50,43 +51,79 @@ SAVER = textwrap.dedent("""
     print(time.perf_counter() - start, flush=True)
 """)
 
+CONVERTER = textwrap.dedent("""
+    import sys, time
+    from minflaubert.weights import convert_checkpoint
+    print("ready", flush=True)
+    start = time.perf_counter()
+    convert_checkpoint(sys.argv[1], sys.argv[2], overwrite=True, progress=False)
+    print(time.perf_counter() - start, flush=True)
+""")
 
-def start_saver(folder, swap: str) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-c", SAVER, str(folder), str(TOKENIZER), swap], cwd=REPO,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+def start_writer(script: str, *args) -> subprocess.Popen:
+    """A process running ``script`` with ``args``, once it has printed "ready" (imports done: the write starts)."""
+    process = subprocess.Popen([sys.executable, "-c", script, *map(str, args)], cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
     assert process.stdout.readline().strip() == "ready", process.stderr.read()
     return process
 
 
-@pytest.mark.parametrize("swap", ["exchange", "two-renames"])
-def test_a_save_killed_at_any_instant_leaves_the_old_or_the_new_model(tmp_path, swap):
-    folder = tmp_path / "model"
-    FlaubertModel(small_config(32), seed=1).save_pretrained(folder)
-    FlaubertTokenizer.from_pretrained(TOKENIZER).save_pretrained(folder)
-    old = fingerprint(folder)
-
-    timing = start_saver(tmp_path / "timing", swap)  # how long a whole save takes here, to spread the kills over
+def kill_at_instants(script: str, target, timing_target, args, state_of, restore_old) -> list[str]:
+    """Write ``target`` with ``script`` again and again, SIGKILLed at instants spread over the time a whole write
+    takes; after each kill ``state_of(target)`` must be the old state or the new one. -> "old"/"new" per kill."""
+    old = state_of(target)
+    timing = start_writer(script, *args(timing_target))  # how long a whole write takes, to spread the kills over
     duration = float(timing.stdout.readline())
-    assert timing.wait(timeout=300) == 0
-    new = fingerprint(tmp_path / "timing")
-
+    assert timing.wait(timeout=300) == 0, timing.stderr.read()
+    new = state_of(timing_target)
     seen = []
     for delay in np.linspace(0.0, 1.2 * duration, KILL_INSTANTS):
-        process = start_saver(folder, swap)
+        process = start_writer(script, *args(target))
         time.sleep(delay)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=300)
         process.stdout.close()
         process.stderr.close()
-        state = fingerprint(folder)
-        assert state in (old, new), f"killed {delay:.3f} s into a {duration:.3f} s save: a mix of old and new"
+        state = state_of(target)
+        assert state in (old, new), f"killed {delay:.3f} s into a {duration:.3f} s write: a mix of old and new"
         seen.append("new" if state == new else "old")
-        if state == new:  # put the old model back for the next instant
-            FlaubertModel(small_config(32), seed=1).save_pretrained(folder)
+        if state == new:
+            restore_old()
     assert "old" in seen, "no kill landed before the swap: the instants tested nothing"
+    return seen
+
+
+@pytest.mark.parametrize("swap", ["exchange", "two-renames"])
+def test_a_save_killed_at_any_instant_leaves_the_old_or_the_new_model(tmp_path, swap):
+    folder = tmp_path / "model"
+
+    def save_old():
+        FlaubertModel(small_config(32), seed=1).save_pretrained(folder)
+    save_old()
+    FlaubertTokenizer.from_pretrained(TOKENIZER).save_pretrained(folder)
+    kill_at_instants(SAVER, folder, tmp_path / "timing", lambda target: (target, TOKENIZER, swap), fingerprint,
+                     save_old)
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".model.")]
-    FlaubertModel(small_config(32), seed=1).save_pretrained(folder)  # the next save clears dead processes' files
+    save_old()  # the next save clears dead processes' files
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".model.")], leftovers
+
+
+def test_a_convert_killed_at_any_instant_leaves_the_old_or_the_new_weights(torch, tmp_path):
+    source, output = tmp_path / "bin", tmp_path / "converted"
+    source.mkdir()
+    torch.save({"transformer.embeddings.weight": torch.randn(4000, 1000)}, source / "pytorch_model.bin")
+    (source / "config.json").write_text("{}")
+
+    def write_old():
+        save_state_dict({"transformer.embeddings.weight": np.ones((2, 3), np.float32)}, output)
+        (output / "config.json").write_text('{"old": true}')
+    write_old()
+
+    def state_of(folder):
+        return tuple((name, array.shape, array.tobytes()[:64]) for name, array in load_state_dict(folder).items()) \
+            + ((folder / "config.json").read_text(),)
+    kill_at_instants(CONVERTER, output, tmp_path / "timing", lambda target: (source, target), state_of, write_old)
 
 
 def test_the_moment_between_two_renames_reads_the_parked_old_folder(tmp_path):
