@@ -67,7 +67,7 @@ def atomic_file(path: str | os.PathLike):
 def atomic_folder(target: str | os.PathLike):
     """``with atomic_folder(folder) as staging: write files into staging``: on success the staging folder becomes
     ``folder`` in one step, with the old folder's other files carried over; on error ``folder`` is untouched."""
-    target = Path(target)
+    target = Path(os.path.abspath(target))  # subtle: "." has no name to put a sibling beside
     if target.exists() and not target.is_dir():
         raise NotADirectoryError(f"{target} is a file: cannot save a folder there")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -83,6 +83,7 @@ def atomic_folder(target: str | os.PathLike):
             _fsync(file)
         _fsync_folder(staging)
         _swap_in(staging, target)
+        _follow_into(target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -107,6 +108,16 @@ def _recover(target: Path) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
     with contextlib.suppress(FileNotFoundError):
         shutil.rmtree(old_path(target))  # a swap that finished but was killed while deleting the old folder
+
+
+def _follow_into(target: Path) -> None:
+    """If this process works inside ``target`` (``save_pretrained(".")``), move it into the new folder: the old
+    one, where its working directory still is (a directory is followed by identity, not by name), is deleted."""
+    try:
+        os.getcwd()
+        return  # subtle: raises only when the working directory was deleted
+    except FileNotFoundError:
+        os.chdir(target)
 
 
 def _alive(pid: int) -> bool:

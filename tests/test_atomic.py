@@ -182,3 +182,11 @@ def test_atomic_file_replaces_whole_or_not_at_all(tmp_path):
             raise OSError("disk full")
     assert path.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["vectors.npy"]
+
+
+def test_saving_into_the_working_directory(tmp_path, monkeypatch):
+    folder = tmp_path / "model"
+    FlaubertModel(small_config(32), seed=1).save_pretrained(folder)
+    monkeypatch.chdir(folder)
+    FlaubertModel(small_config(48), seed=2).save_pretrained(".")
+    assert os.getcwd() == str(folder) and FlaubertConfig.from_pretrained(".").emb_dim == 48
