@@ -70,7 +70,8 @@ def test_a_checkpoint_without_the_head_is_an_error_of_one_line(command, extra):
 
 def test_a_closed_pipe_stops_quietly():
     texts = [f"Texte {i} <special1>." for i in range(40)]
-    command = [sys.executable, "-m", "minflaubert", "fill-mask", "--model", str(LM), "--batch-size", "1", *texts]
+    # subtle: far more output (about 40 x 10 kB) than a pipe buffers (64 kB), or the command could finish first
+    command = [sys.executable, "-m", "minflaubert", "fill-mask", "--model", str(LM), "--top-k", "100", *texts]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
     process.stdout.readline()  # one result, then the reader goes away, as `| head -1` does
     process.stdout.close()
