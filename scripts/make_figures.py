@@ -98,8 +98,8 @@ def bpe_growth(plt):
     return fig
 
 
-SIMILAR_WORDS = ["il", "elle", "lui", "père", "mère", "fils", "fille", "un", "deux", "trois", "dix", "blanc", "noir",
-                 "rouge", "dit", "répondit", "demanda"]
+SIMILAR_WORDS = ["il", "elle", "on", "je", "homme", "femme", "enfant", "deux", "trois", "quatre", "dit", "répondit",
+                 "demanda", "yeux", "cheveux", "bras"]
 
 
 @figure
@@ -211,7 +211,8 @@ def residual_norms(plt):
     norms = np.array([np.linalg.norm(h[0], axis=-1) for h in states])  # [layers + 1, tokens]
     fig, axis = plt.subplots(figsize=(8, 4.4))
     for j, token in enumerate(tokens):
-        axis.plot(range(len(states)), norms[:, j], marker="o", lw=1, label=token)
+        axis.plot(range(len(states)), norms[:, j], marker="o", lw=1, label=f"{j} {token}",
+                  color=plt.cm.tab20(j % 20), ls="-" if j < 10 else "--")
     axis.set_xticks(range(len(states)), ["embeddings"] + [f"after layer {i}" for i in range(len(states) - 1)])
     axis.set_ylabel("‖x‖ of the token's vector")
     axis.set_title("the residual stream of the trained pre-norm model, token by token")
@@ -332,6 +333,11 @@ def loss_curve(plt):
     right.plot(step[~np.isnan(top1)], top1[~np.isnan(top1)], color="tab:green", marker="o", ms=3)
     right.set_ylabel("held-out top-1 accuracy on masked words", color="tab:green")
     right.set_ylim(0, max(0.1, np.nanmax(top1) * 1.15) if np.isfinite(top1).any() else 1)
+    jumps = np.nonzero(np.diff(loss) > 1.0)[0]
+    if len(jumps):  # train_tiny.py's last phase: longer sequences (its loss is not comparable with the first phase)
+        left.axvline(step[jumps[0] + 1], color="grey", lw=0.8, ls=":")
+        left.text(step[jumps[0] + 1], np.nanmax(loss) * 0.9, "256-token\nsequences\nfrom here ", ha="right",
+                  fontsize=8, color="grey")
     minutes = float(rows[-1]["minutes"])
     left.set_title(f"training weights/flaubert_tiny: {int(step[-1]):,} steps, {minutes:.0f} minutes on 2 CPU cores")
     fig.tight_layout()

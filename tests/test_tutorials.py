@@ -86,6 +86,31 @@ def test_lessons_are_numbered_in_order():
     assert numbers == list(range(1, len(numbers) + 1))
 
 
+def test_figures_shown_exist_and_are_made_by_the_script():
+    figures = {link for path in TUTORIALS for link in FIGURE.findall(path.read_text(encoding="utf-8"))}
+    assert len(figures) >= 8, f"the lessons show {len(figures)} figures"
+    made = set(load_script("make_figures").FIGURES)
+    for link in figures:
+        assert (REPO / "tutorials" / link).is_file(), f"missing figure {link}"
+        assert link.removeprefix("figures/").removesuffix(".png") in made, f"{link} is made by no script"
+
+
+def test_figure_script_runs(tmp_path):
+    pytest.importorskip("matplotlib", reason="matplotlib is the optional extra .[tutorials]")
+    result = subprocess.run([sys.executable, "scripts/make_figures.py", "--quick", "--out", str(tmp_path)],
+                            cwd=REPO, capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "Agg"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    made = {path.stem for path in tmp_path.glob("*.png")}
+    assert made == set(load_script("make_figures").FIGURES), made
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=lambda path: path.stem)
+def test_each_lesson_ends_with_exercises(path):
+    text = path.read_text(encoding="utf-8")
+    assert "## Exercises" in text, f"{path.name} has no exercises"
+    assert f"solutions/{path.name[:2]}_" in text.split("## Exercises")[1], f"{path.name}: no link to its solutions"
+
+
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda path: path.stem)
 def test_solution_runs(path, monkeypatch):
     monkeypatch.chdir(REPO)
