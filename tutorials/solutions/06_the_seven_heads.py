@@ -5,7 +5,7 @@ from minflaubert.pipelines import pipeline
 
 # 1. fill-mask restricted to chosen words: the trained model compares « chat » and « chien » for one blank.
 fill = pipeline("fill-mask", "weights/flaubert_tiny")
-for proposal in fill("le <special1> aboyait toute la nuit dans la cour.", targets=["chat", "chien"]):
+for proposal in fill("le <special1> aboyait toute la nuit dans la cour.", targets=["chat</w>", "chien</w>"]):
     print(proposal["token_str"], round(proposal["score"], 4))
 
 # 2. The text-classification scores are a softmax over the logits, named by id2label.
