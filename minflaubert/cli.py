@@ -10,7 +10,8 @@ in input order), progress bars and messages to stderr, and an error is one line 
 one per line: a line ends at ``\n`` (or ``\r\n``) and nowhere else, and invalid UTF-8 is an error naming the line
 (``corpus.read_lines``). Output is UTF-8 whatever the locale. When the reader of stdout goes away (``| head -1``)
 the command stops quietly with status 141, as coreutils do. ``--quiet`` silences progress bars and warnings.
-Without ``--model`` the pipelines use ``weights/flaubert_base_cased`` and say how to download it when it is not there.
+Without ``--model``, ``fill-mask``, ``embed`` and ``info`` use ``weights/flaubert_tiny``, the small FlauBERT shipped
+with minflaubert (offline); ``classify``, ``ner`` and ``qa`` need a fine-tuned checkpoint, so ``--model`` is required.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ EXAMPLES = {
     "download": "minflaubert download flaubert_base_cased",
     "convert": "minflaubert convert weights/flaubert_base_cased",
     "info": "minflaubert info weights/flaubert_base_cased",
+    "train-bpe": "minflaubert train-bpe novels/*.txt -o my_tokenizer --vocab-size 16000",
 }
 # What each checkpoint class was trained for: the tasks whose head weights it actually has.
 TASKS_OF = {
@@ -96,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name, run, help, model=True, texts=True):
+    def command(name, run, help, model=True, texts=True, model_required=False):
         sub = commands.add_parser(name, help=help, description=help, epilog=f"example:\n  {EXAMPLES[name]}",
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.set_defaults(run=run)
@@ -104,8 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
         if texts:
             sub.add_argument("texts", nargs="*", metavar="TEXT", help="texts to process (default: stdin, one per line)")
         if model:
-            sub.add_argument("--model",
-                             help="checkpoint folder or hub repository id (default: weights/flaubert_base_cased)")
+            sub.add_argument("--model", required=model_required,
+                             help="checkpoint folder or hub repository id" + (
+                                 " (fine-tuned for this task)" if model_required else " (default: weights/flaubert_tiny)"))
             sub.add_argument("--batch-size", type=int, default=8, help="texts per forward pass (default: 8)")
         return sub
 
@@ -130,17 +133,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--overwrite", action="store_true",
                      help="start over in a folder that holds embeddings made with other settings")
 
-    sub = command("classify", run_classify, "Label texts with a sequence-classification checkpoint.")
+    sub = command("classify", run_classify, "Label texts with a sequence-classification checkpoint.",
+                  model_required=True)
     allow_random_head(sub)
     sub.add_argument("--top-k", type=int, default=1, help="labels per text (default: 1; 0 = all)")
 
-    sub = command("ner", run_ner, "Tag entities (character spans) with a token-classification checkpoint.")
+    sub = command("ner", run_ner, "Tag entities (character spans) with a token-classification checkpoint.",
+                  model_required=True)
     allow_random_head(sub)
     sub.add_argument("--aggregation", default="simple",
                      choices=["none", "simple", "first", "average", "max"],
                      help="how pieces and words are grouped into entities (default: simple)")
 
-    sub = command("qa", run_qa, "Find the answer to a question in a context.", texts=False)
+    sub = command("qa", run_qa, "Find the answer to a question in a context.", texts=False, model_required=True)
     allow_random_head(sub)
     sub.add_argument("--question", required=True)
     context = sub.add_mutually_exclusive_group(required=True)
@@ -166,7 +171,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("info", run_info, "Describe a checkpoint: architecture, size, heads, the tasks it serves.",
                   model=False, texts=False)
     sub.add_argument("model", nargs="?", default=None,
-                     help="checkpoint folder or hub repository id (default: weights/flaubert_base_cased)")
+                     help="checkpoint folder or hub repository id (default: weights/flaubert_tiny)")
+
+    sub = command("train-bpe", run_train_bpe, "Learn a FlauBERT BPE vocabulary from text files (one paragraph a "
+                  "line) and write vocab.json, merges.txt and tokenizer_config.json.", model=False, texts=False)
+    sub.add_argument("inputs", nargs="+", metavar="FILE", help="UTF-8 text files ('-': stdin; .gz decompressed)")
+    sub.add_argument("-o", "--output", required=True, help="the folder to write the tokenizer files into")
+    sub.add_argument("--vocab-size", type=int, required=True,
+                     help="symbols in the vocabulary, the 14 special tokens and the text's characters included")
+    sub.add_argument("--cased", action="store_true", help="keep case and accents (default: lowercased, as "
+                                                          "flaubert_base_uncased)")
+    sub.add_argument("--min-frequency", type=int, default=2, help="stop when the best pair is rarer (default: 2)")
+    sub.add_argument("--model-max-length", type=int, default=512, help="written to tokenizer_config.json")
     return parser
 
 
@@ -292,7 +308,7 @@ def run_info(args) -> None:
     from .config import FlaubertConfig
     from .weights import load_state_dict
 
-    folder = hub.resolve_name(args.model if args.model is not None else "flaubert_base_cased")
+    folder = hub.resolve_name(args.model) if args.model is not None else hub.shipped_model()
     config = FlaubertConfig.from_pretrained(folder)
     state = load_state_dict(folder)  # memory-mapped: only the headers are read
     heads = sorted({name.split(".")[0] for name in state if not name.startswith("transformer.")}
@@ -312,3 +328,21 @@ def run_info(args) -> None:
         "files": files,
         "bytes": sum(files.values()),
     })
+
+
+def run_train_bpe(args) -> None:
+    from .atomic import atomic_folder
+    from .bpe_train import train_bpe
+    from .corpus import read_lines
+    from .tokenizer import write_tokenizer_files
+
+    for option in ("vocab_size", "min_frequency", "model_max_length"):
+        if getattr(args, option) < 1:
+            raise ValueError(f"--{option.replace('_', '-')} must be a positive integer, got {getattr(args, option)}")
+    paragraphs = (line.strip() for source in args.inputs for line in read_lines(source))
+    vocab, merges = train_bpe((text for text in paragraphs if text), args.vocab_size, lowercase=not args.cased,
+                              min_frequency=args.min_frequency, progress=not args.quiet)
+    with atomic_folder(args.output) as staging:  # a run cut short leaves no half-written tokenizer
+        write_tokenizer_files(staging, vocab, merges, do_lowercase=not args.cased,
+                              model_max_length=args.model_max_length, clean_up_tokenization_spaces=True)
+    emit({"output": args.output, "vocab_size": len(vocab), "merges": len(merges)})

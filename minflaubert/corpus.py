@@ -395,13 +395,14 @@ def embed_corpus(inputs, output, model=None, pooling: str = "mean", normalize: b
     (``"tcp://HOST:PORT"``). -> a summary: folder, lines, shards, dimension, and how many shards were resumed.
     """
     from .hub import resolve_name
-    from .pipelines import DEFAULT_MODEL, POOLINGS, check_choice, check_positive
+    from .pipelines import POOLINGS, check_choice, check_positive, default_model
 
     for module in ("pyarrow", "threadpoolctl", *(["distributed"] if dask else [])):
         import_extra(module)  # fail now, not after hashing a corpus
     folder = Path(output)
     shard_lines = check_positive("shard_lines", SHARD_LINES if shard_lines is None else shard_lines)
-    checkpoint = resolve_name(model if model is not None else DEFAULT_MODEL, parts=("model", "tokenizer"))
+    checkpoint = resolve_name(model if model is not None else default_model("feature-extraction"),
+                              parts=("model", "tokenizer"))
     job = ShardJob(folder=str(folder.resolve()), model=str(checkpoint.resolve()),  # a worker may run elsewhere
                    model_sha256=model_sha256(checkpoint), pooling=check_choice("pooling", pooling, POOLINGS),
                    normalize=bool(normalize), batch_size=check_positive("batch_size", batch_size),

@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sysconfig
 from pathlib import Path
 
 REGISTRY_FILE = Path(__file__).with_name("registry.json")
@@ -82,6 +83,26 @@ def weights_root() -> Path:
     if (checkout / "pyproject.toml").is_file() and (checkout / "weights").is_dir():
         return checkout / "weights"
     return Path.home() / ".cache" / "minflaubert"
+
+
+SHIPPED_MODEL = "flaubert_tiny"  # trained in this repository (scripts/train_tiny.py); the default of the pipelines
+
+
+def shipped_model() -> Path:
+    """The folder of ``weights/flaubert_tiny``, the small FlauBERT this project trains and ships: the model the
+    pipelines and the command line use when none is given, with no network.
+
+    In a source checkout (``pip install -e .`` included) it is the checkout's ``weights/flaubert_tiny``; an installed
+    wheel carries it as data files, under the environment's ``share/minflaubert/`` (``pyproject.toml``'s
+    ``data-files``).
+    """
+    candidates = [Path(__file__).resolve().parents[1] / "weights" / SHIPPED_MODEL,
+                  Path(sysconfig.get_path("data")) / "share" / "minflaubert" / SHIPPED_MODEL]
+    for folder in candidates:
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    raise FileNotFoundError(f"the shipped model {SHIPPED_MODEL} is missing from this installation (looked in "
+                            f"{', '.join(map(os.fspath, candidates))}): reinstall minflaubert, or pass a model")
 
 
 def resolve_name(name_or_folder, parts=("model",), *, revision=None, cache_dir=None, local_files_only=False,

@@ -27,6 +27,7 @@ import inspect
 import os
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -34,12 +35,11 @@ from tqdm.auto import tqdm
 from .config import FlaubertConfig
 from .heads import (FlaubertForQuestionAnswering, FlaubertForQuestionAnsweringSimple,
                     FlaubertForSequenceClassification, FlaubertForTokenClassification, FlaubertWithLMHeadModel)
-from .hub import HUB_OPTIONS, resolve_name
+from .hub import HUB_OPTIONS, resolve_name, shipped_model
 from .layers import softmax
 from .model import FlaubertModel, FlaubertPreTrainedModel
 from .tokenizer import FlaubertTokenizer
 
-DEFAULT_MODEL = "flaubert_base_cased"  # used when no model is given: weights/flaubert_base_cased
 
 
 def pipeline(task: str, model=None, tokenizer=None, **options) -> "Pipeline":
@@ -61,11 +61,20 @@ def pipeline(task: str, model=None, tokenizer=None, **options) -> "Pipeline":
         folder = None
     else:
         parts = ("model", "tokenizer") if tokenizer is None else ("model",)
-        folder = resolve_name(model if model is not None else DEFAULT_MODEL, parts, **hub_options)
+        folder = resolve_name(model if model is not None else default_model(task), parts, **hub_options)
         model = task_class.model_class(FlaubertConfig.from_pretrained(folder)).from_pretrained(folder)
     if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
         tokenizer = FlaubertTokenizer.from_pretrained(folder if tokenizer is None else tokenizer, **hub_options)
     return task_class(model, tokenizer, **options)
+
+
+def default_model(task: str) -> Path:
+    """The model a task runs when none is given: the shipped ``weights/flaubert_tiny`` for the tasks it can do
+    (fill-mask, feature-extraction); the others need a fine-tuned head, so they need a model named."""
+    if task not in ("fill-mask", "feature-extraction"):
+        raise ValueError(f"{task} needs a checkpoint fine-tuned for it: pass model= (a folder or a hub repository "
+                         "id); the shipped flaubert_tiny only fills masks and embeds")
+    return shipped_model()
 
 
 class Pipeline:

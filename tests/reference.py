@@ -5,7 +5,8 @@ different transformers (4.57.6, which still runs pre-norm models):
 
     python tests/reference.py SPEC.json OUT.npz
 
-SPEC.json: {"folder", "class_name", "config", "inputs" (lists), "call" (keyword flags), "seed", "save" (bool)}.
+SPEC.json: {"folder", "class_name", "config", "inputs" (lists), "call" (keyword flags), "seed", "save" (bool)}, or
+{"pretrained": a folder, "class_name", "inputs", "call"} to run a saved model loaded with default arguments.
 OUT.npz: the outputs flattened to arrays: last_hidden_state, hidden_states.0, attentions.3, logits, loss, ...
 This file is test support: it imports torch, the package never does.
 """
@@ -65,6 +66,12 @@ def make_case(folder, class_name: str, config: dict, inputs: dict, call: dict | 
 
 def main(spec_path: str, out_path: str) -> None:
     spec = json.loads(open(spec_path, encoding="utf-8").read())
+    if "pretrained" in spec:
+        import transformers
+
+        model = getattr(transformers, spec["class_name"]).from_pretrained(spec["pretrained"]).eval()
+        np.savez(out_path, **run_model(model, spec["inputs"], spec.get("call") or {}))
+        return
     outputs = make_case(spec["folder"], spec["class_name"], spec["config"], spec["inputs"], spec.get("call"),
                         spec.get("seed", 0), spec.get("save", True))
     np.savez(out_path, **outputs)

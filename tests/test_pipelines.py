@@ -62,11 +62,11 @@ def test_model_object_needs_its_tokenizer_and_the_right_class():
         pipeline("fill-mask", model, tokenizer=FIXTURES / "tiny-model")
 
 
-def test_missing_default_model_says_how_to_get_it(monkeypatch, tmp_path):
+def test_a_published_model_not_downloaded_says_how_to_get_it(monkeypatch, tmp_path):
     monkeypatch.setenv("MINFLAUBERT_WEIGHTS", str(tmp_path))
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)  # tests reach no server but their own
     with pytest.raises(OSError, match="minflaubert download flaubert_base_cased"):
-        pipeline("fill-mask")
+        pipeline("fill-mask", "flaubert_base_cased")
 
 
 def test_batches_are_sorted_by_length_and_answers_stay_in_order():
