@@ -40,7 +40,7 @@ CLOZE = [
     ("Les enfants jouaient dans le <special1> .", {"jardin", "parc", "bois", "village"}),
     ("Il ferma les yeux et s' <special1> .", {"endormit"}),
 ]
-MIN_TOP5_HITS = 14  # measured on the shipped model: see CLOZE_MEASURED in the model card
+MIN_TOP5_HITS = 14  # the shipped model finds 16 in its first five and 10 first: see "Held-out results" in its model card
 MIN_TOP1_HITS = 8
 
 
@@ -69,11 +69,11 @@ def test_a_missing_shipped_model_is_a_clear_error(monkeypatch):
 
 def test_the_first_command_answers_offline_from_anywhere(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-m", "minflaubert", "fill-mask", "Il était une <special1> ."],
+    done = subprocess.run([sys.executable, "-m", "minflaubert", "fill-mask", "Il leva les <special1> vers le ciel ."],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     proposals = json.loads(done.stdout)
-    assert proposals[0]["token_str"] == "fois", proposals
+    assert proposals[0]["token_str"] == "yeux", proposals  # the README's quick start
     info = subprocess.run([sys.executable, "-m", "minflaubert", "info"], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=300)
     assert info.returncode == 0 and "fill-mask" in info.stdout, info.stderr
