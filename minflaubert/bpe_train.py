@@ -32,11 +32,11 @@ from typing import Iterable
 
 from tqdm.auto import tqdm
 
-from .tokenizer import ADDITIONAL_SPECIAL_TOKENS, moses_tokenize, normalize, write_tokenizer_files
+from .tokenizer import (ADDITIONAL_SPECIAL_TOKENS, merge_pair, moses_tokenize, normalize, word_symbols,
+                        write_tokenizer_files)
 
 # The published order: ids 0-3, then <special0> ... <special9> at ids 4-13.
 SPECIAL_VOCABULARY = ["<s>", "</s>", "<pad>", "<unk>", *ADDITIONAL_SPECIAL_TOKENS]
-END_OF_WORD = "</w>"
 
 
 def count_words(texts: Iterable[str], lowercase: bool = True) -> Counter:
@@ -50,29 +50,6 @@ def count_words(texts: Iterable[str], lowercase: bool = True) -> Counter:
             raise TypeError(f"texts must be strings, got {type(text).__name__}")
         counts.update(moses_tokenize(normalize(text, lowercase)))
     return counts
-
-
-def word_symbols(word: str) -> tuple[str, ...]:
-    """Step 2: a word as its starting symbols: ``"chat"`` -> ``("c", "h", "a", "t</w>")``."""
-    return (*word[:-1], word[-1] + END_OF_WORD)
-
-
-def merge_pair(symbols: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
-    """Replace every occurrence of ``pair`` in ``symbols`` by one merged symbol, left to right.
-
-    subtle: the scan skips past a merged pair, so ``a a a`` with the merge ``(a, a)`` gives ``aa a``, exactly as the
-    tokenizer does when it applies the merge later (otherwise training and encoding would split words differently).
-    """
-    left, right = pair
-    out, i, n = [], 0, len(symbols)
-    while i < n:
-        if i < n - 1 and symbols[i] == left and symbols[i + 1] == right:
-            out.append(left + right)
-            i += 2
-        else:
-            out.append(symbols[i])
-            i += 1
-    return tuple(out)
 
 
 def pairs_of(symbols: tuple[str, ...]) -> Counter:

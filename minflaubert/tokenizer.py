@@ -212,7 +212,32 @@ _LARGE_INTEGER = int(1e20)  # transformers' "no maximum length" threshold for mo
 TOKENIZER_SETTINGS = ("do_lowercase", "model_max_length", "clean_up_tokenization_spaces")  # from_pretrained may override
 
 
+END_OF_WORD = "</w>"  # marks a word's last symbol, so that "la" inside "malade" and the word "la" differ
 _NO_MERGE = float("inf")  # the "rank" of a pair that is not in merges.txt
+
+
+def word_symbols(word: str) -> tuple[str, ...]:
+    """A word as its starting symbols, one per character, the last one marked as ending the word:
+    ``"chat"`` -> ``("c", "h", "a", "t</w>")``."""
+    return (*word[:-1], word[-1] + END_OF_WORD)
+
+
+def merge_pair(symbols: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
+    """Replace every occurrence of ``pair`` in ``symbols`` by one merged symbol, left to right.
+
+    subtle: the scan skips past a merged pair, so ``a a a`` with the merge ``(a, a)`` gives ``aa a``, exactly as the
+    encoder does (the BPE trainer learns merges with this same function, so training and encoding agree).
+    """
+    left, right = pair
+    out, i, n = [], 0, len(symbols)
+    while i < n:
+        if i < n - 1 and symbols[i] == left and symbols[i + 1] == right:
+            out.append(left + right)
+            i += 2
+        else:
+            out.append(symbols[i])
+            i += 1
+    return tuple(out)
 
 
 class BatchEncoding(dict):
@@ -404,7 +429,7 @@ class FlaubertTokenizer:
         cached = self._cache.get(word)
         if cached is not None:
             return cached
-        symbols = [*word[:-1], word[-1] + "</w>"]  # list of str, one per symbol
+        symbols = word_symbols(word)
         rank_of = self.bpe_ranks.get
         while len(symbols) > 1:
             # The adjacent pair learned earliest (a plain loop: this is the hot spot of a cold cache).
@@ -415,17 +440,7 @@ class FlaubertTokenizer:
                     best_rank, best = rank, pair
             if best is None:
                 break  # no known merge left
-            first, second = best
-            merged, i, n = [], 0, len(symbols)
-            while i < n:
-                # subtle: scan left to right and skip the merged pair, so "a a a" with merge (a, a) gives "aa a".
-                if i < n - 1 and symbols[i] == first and symbols[i + 1] == second:
-                    merged.append(first + second)
-                    i += 2
-                else:
-                    merged.append(symbols[i])
-                    i += 1
-            symbols = merged
+            symbols = merge_pair(symbols, best)
         symbols = tuple(symbols)
         result = (symbols, tuple(self.encoder.get(s, self.unk_token_id) for s in symbols))
         self._cache[word] = result
