@@ -45,6 +45,7 @@ import os
 import socket
 import sys
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -212,26 +213,43 @@ def loaded_pipeline(job: ShardJob):
     return _LOADED.pipeline
 
 
-def embed_texts(extract, texts: list[str], pooling: str, normalize: bool, progress=None) -> np.ndarray:
-    """[len(texts), dim] float32: one pooled vector per text, in order, by windows of ``WINDOW_BATCHES`` batches
-    (the pipeline sorts each window by length). ``progress(n)`` is called after each window."""
+def embed_texts(extract, texts: list[str], pooling: str, normalize: bool, progress=None) -> tuple[np.ndarray, int]:
+    """([len(texts), dim] float32 vectors, how many texts were cut to the model's length): one pooled vector per
+    text, in order, by windows of ``WINDOW_BATCHES`` batches (the pipeline sorts each window by length).
+    ``progress(n)`` is called after each window.
+
+    The pipeline warns once per text it cuts; over a corpus that is thousands of lines on stderr, and a Dask
+    worker's stderr is a pipe nobody may be reading (a full pipe blocks the worker). So the warnings are counted
+    here and the job reports the total once.
+    """
     window = WINDOW_BATCHES * extract.batch_size
     vectors = np.empty((len(texts), extract.model.config.emb_dim), dtype=np.float32)
+    cut = 0
     for start in range(0, len(texts), window):
         part = texts[start:start + window]
-        vectors[start:start + len(part)] = extract(part, pooling=pooling, normalize=normalize)
+        # subtle: catch_warnings swaps the process's warning filters; a job's thread is the only one warning here
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            vectors[start:start + len(part)] = extract(part, pooling=pooling, normalize=normalize)
+        cut += sum(" is cut to the model's " in str(w.message) for w in caught)
         if progress is not None:
             progress(len(part))
-    return vectors
+    return vectors, cut
 
 
-def embed_shard(job: ShardJob, index: int, first_line: int, texts: list[str], progress=None) -> int:
-    """Embed one shard's texts and write ``part-INDEX.parquet`` atomically; -> its number of lines."""
+def warn_cut(cut: int, lines: int, max_length: int) -> None:
+    if cut:
+        warnings.warn(f"{cut:,} of {lines:,} lines were longer than the model's {max_length} tokens and were cut "
+                      f"there: the rest of them is not in their vectors", stacklevel=3)
+
+
+def embed_shard(job: ShardJob, index: int, first_line: int, texts: list[str], progress=None) -> tuple[int, int]:
+    """Embed one shard's texts and write ``part-INDEX.parquet`` atomically; -> (its lines, how many were cut)."""
     threadpoolctl = import_extra("threadpoolctl")
     with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):  # the bytes must not depend on the cores
-        vectors = embed_texts(loaded_pipeline(job), texts, job.pooling, job.normalize, progress)
+        vectors, cut = embed_texts(loaded_pipeline(job), texts, job.pooling, job.normalize, progress)
     write_shard(Path(job.folder), index, first_line, texts, vectors, job.keep_text)
-    return len(texts)
+    return len(texts), cut
 
 
 def shard_name(index: int) -> str:
@@ -416,11 +434,11 @@ def embed_corpus(inputs, output, model=None, pooling: str = "mean", normalize: b
     with tqdm(total=total, unit=" lines", desc="embed", disable=not progress, file=sys.stderr) as bar:
         todo = unfinished_shards(folder, iter_shards(corpus_lines(described), shard_lines), bar)
         if dask is None:
-            for index, first_line, texts in todo:
-                embed_shard(job, index, first_line, texts, bar.update)
+            cut = sum(embed_shard(job, index, first_line, texts, bar.update)[1] for index, first_line, texts in todo)
         else:
-            run_on_dask(dask, job, todo, bar)
+            cut = run_on_dask(dask, job, todo, bar)
     finished = close_output(folder, manifest)
+    warn_cut(cut, finished["lines"], extract.max_length)
     return {"output": str(output), "lines": finished["lines"], "shards": len(finished["shards"]),
             "dim": finished["dim"], "pooling": job.pooling, "resumed_shards": resumed}
 
@@ -468,19 +486,29 @@ def dask_client(spec: str):
         raise ValueError(f"--dask takes local:N or a scheduler address like tcp://HOST:8786, got {spec!r}")
 
 
-def run_on_dask(spec: str, job: ShardJob, shards, bar) -> None:
+def run_on_dask(spec: str, job: ShardJob, shards, bar) -> int:
     """Submit each shard as a task, at most two per worker in flight (the client holds their texts: bounded
-    memory again), and count lines as tasks finish. A task's error stops the job with that error."""
+    memory again), and count lines as tasks finish. A task's error stops the job with that error.
+    -> how many lines the workers cut to the model's length."""
     distributed = import_extra("distributed")
+    cut = 0
+
+    def finished(future) -> None:
+        nonlocal cut
+        lines, cut_in_shard = future.result()
+        bar.update(lines)
+        cut += cut_in_shard
+
     with dask_client(spec) as client:
         in_flight = distributed.as_completed()
         limit = 2 * max(1, len(client.scheduler_info()["workers"]))
         for index, first_line, texts in shards:
             in_flight.add(client.submit(embed_shard, job, index, first_line, texts, pure=False))
             while in_flight.count() >= limit:
-                bar.update(next(in_flight).result())
+                finished(next(in_flight))
         for future in in_flight:
-            bar.update(future.result())
+            finished(future)
+    return cut
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -543,6 +571,7 @@ def embed_to_npy(inputs, output, model=None, pooling: str = "mean", normalize: b
         raise ValueError("no lines to embed: the input is empty")
     extract = pipeline("feature-extraction", model=model, batch_size=batch_size)
     with tqdm(total=len(texts), unit=" lines", desc="embed", disable=not progress, file=sys.stderr) as bar:
-        vectors = embed_texts(extract, texts, pooling, normalize, bar.update)
+        vectors, cut = embed_texts(extract, texts, pooling, normalize, bar.update)
     write_atomically(Path(output), lambda f: np.save(f, vectors))
+    warn_cut(cut, len(texts), extract.max_length)
     return {"output": str(output), "texts": len(texts), "shape": list(vectors.shape), "pooling": pooling}

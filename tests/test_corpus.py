@@ -319,6 +319,27 @@ def test_dask_resumes_after_the_client_or_a_worker_is_killed(tmp_path, kill_corp
     assert folder_bytes(out) == clean
 
 
+def test_lines_cut_to_the_model_length_are_reported_once(tmp_path, extra, recwarn):
+    long_lines = [" ".join(["le chat dort"] * 30)] * 40 + ["court"]
+    (tmp_path / "long.txt").write_text("".join(line + "\n" for line in long_lines), encoding="utf-8")
+    embed_corpus([tmp_path / "long.txt"], tmp_path / "vectors", model=MODEL, shard_lines=10, progress=False)
+    messages = [str(w.message) for w in recwarn if w.category is not ResourceWarning]  # (earlier tests' pipes)
+    assert messages == ["40 of 41 lines were longer than the model's 64 tokens and were cut there: the rest of them "
+                        "is not in their vectors"], messages
+
+
+def test_dask_workers_never_block_on_an_unread_stderr(tmp_path, extra):
+    """Workers write to the client's stderr; one warning per cut line used to fill that pipe and hang the job."""
+    long_lines = "".join(f"{i} " + " ".join(["le chat dort"] * 30) + "\n" for i in range(3000))  # all different
+    (tmp_path / "long.txt").write_text(long_lines, encoding="utf-8")
+    job = start("embed", tmp_path / "long.txt", "-o", tmp_path / "vectors", *KILL_ARGS, "--dask", "local:2")
+    try:
+        assert job.wait(timeout=300) == 0
+    finally:
+        kill_group(job)
+    assert job.stderr.read().decode().count("warning") == 0  # --quiet
+
+
 # ------------------------------------------------------------------------------------------------ .npy and real text
 def test_npy_output_is_replaced_only_when_complete(tmp_path):
     make_corpus(tmp_path / "corpus.txt", 5)
