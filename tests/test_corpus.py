@@ -363,3 +363,15 @@ def test_a_novel_round_trips_with_its_text(tmp_path, shared_data, extra):
     table = ds.dataset(tmp_path / "vectors").to_table(columns=["line", "text"]).sort_by("line")
     assert table.column("text").to_pylist() == novel.read_text(encoding="utf-8").removesuffix("\n").split("\n")
     assert summary["lines"] == table.num_rows
+
+
+def test_the_throughput_benchmark_runs(shared_data, extra, transformers):
+    """benchmarks/embed_corpus.py at a tiny size, so that it cannot rot: it prints its table (no timing asserted)."""
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "embed_corpus.py"), "--lines", "40",
+                           "--corpus", str(shared_data / "corpus" / "train"), "--model", str(MODEL),
+                           "--engines", "minflaubert,dask,transformers"],
+                          capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| minflaubert") or
+            line.startswith("| transformers")]
+    assert len(rows) == 3, done.stdout
