@@ -222,6 +222,8 @@ def embed_texts(extract, texts: list[str], pooling: str, normalize: bool, progre
     worker's stderr is a pipe nobody may be reading (a full pipe blocks the worker). So the warnings are counted
     here and the job reports the total once.
     """
+    from .pipelines import TextCutWarning
+
     window = WINDOW_BATCHES * extract.batch_size
     vectors = np.empty((len(texts), extract.model.config.emb_dim), dtype=np.float32)
     cut = 0
@@ -229,9 +231,13 @@ def embed_texts(extract, texts: list[str], pooling: str, normalize: bool, progre
         part = texts[start:start + window]
         # subtle: catch_warnings swaps the process's warning filters; a job's thread is the only one warning here
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+            warnings.simplefilter("always", TextCutWarning)
             vectors[start:start + len(part)] = extract(part, pooling=pooling, normalize=normalize)
-        cut += sum(" is cut to the model's " in str(w.message) for w in caught)
+        for warning in caught:
+            if issubclass(warning.category, TextCutWarning):
+                cut += 1
+            else:  # any other warning goes on as it came
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
         if progress is not None:
             progress(len(part))
     return vectors, cut

@@ -42,6 +42,11 @@ from .tokenizer import FlaubertTokenizer
 
 
 
+class TextCutWarning(UserWarning):
+    """A text longer than the model's positions was cut there (a category of its own, so that a corpus job can
+    count these instead of printing one per line)."""
+
+
 def pipeline(task: str, model=None, tokenizer=None, **options) -> "Pipeline":
     """The pipeline for ``task``, on a checkpoint folder, a hub repository id (``owner/name``, or a published
     short name such as ``flaubert_base_cased``) or a model object.
@@ -171,7 +176,7 @@ class Pipeline:
         if n_tokens <= self.max_length:
             return encoding
         warnings.warn(f"{self.task}: a text of {n_tokens} tokens ({text[:30]!r}...) is cut to the model's "
-                      f"{self.max_length}: the rest of it is not read", stacklevel=4)
+                      f"{self.max_length}: the rest of it is not read", TextCutWarning, stacklevel=4)
         return self.tokenizer(text, text_pair, truncation=True, max_length=self.max_length, **kwargs)
 
     # -- what each task writes --
