@@ -441,7 +441,6 @@ class FlaubertTokenizer:
             if best is None:
                 break  # no known merge left
             symbols = merge_pair(symbols, best)
-        symbols = tuple(symbols)
         result = (symbols, tuple(self.encoder.get(s, self.unk_token_id) for s in symbols))
         self._cache[word] = result
         return result

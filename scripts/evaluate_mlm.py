@@ -28,6 +28,7 @@ import numpy as np
 from minflaubert import FlaubertTokenizer, FlaubertWithLMHeadModel
 from minflaubert.bpe_train import read_paragraphs
 from minflaubert.hub import shipped_model
+from minflaubert.pipelines import pad
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpus"  # ../shared beside the checkout
 MASK_RATE = 0.15
@@ -79,11 +80,8 @@ def top5_of_model(model, rows: list[np.ndarray], positions: list[np.ndarray], pa
     best = []
     for start in range(0, len(rows), batch_size):
         batch = rows[start:start + batch_size]
-        width = max(len(row) for row in batch)
-        ids = np.full((len(batch), width), pad_id, dtype=np.int64)
-        mask = np.zeros((len(batch), width), dtype=np.int64)
-        for i, row in enumerate(batch):
-            ids[i, :len(row)], mask[i, :len(row)] = row, 1
+        ids = pad(batch, pad_id)  # [batch, longest]
+        mask = pad([[1] * len(row) for row in batch], 0)
         logits = model(input_ids=ids, attention_mask=mask).logits  # [batch, seq, vocab]
         for i, where in enumerate(positions[start:start + batch_size]):
             scores = logits[i, where]  # [n_masked_here, vocab]
