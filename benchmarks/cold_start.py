@@ -22,7 +22,7 @@ from pathlib import Path
 CHILD = {
     "minflaubert": """
 import numpy as np
-from minflaubert.model import FlaubertModel
+from minflaubert.models.model import FlaubertModel
 model = FlaubertModel.from_pretrained(FOLDER)
 out = model(input_ids=np.full((BATCH, SEQ), 100)).last_hidden_state
 """,

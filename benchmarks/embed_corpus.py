@@ -16,7 +16,7 @@ Throughput does not depend on the values of the weights, only on the shapes.
 
 The transformers side: ``pipeline("feature-extraction")`` with the same batch size, truncation at the model's
 maximum length, each text's token vectors averaged (minflaubert's ``--pooling mean``), torch on 2 threads and on 1
-(minflaubert's job runs each process on one BLAS thread, see ``minflaubert/corpus.py``).
+(minflaubert's job runs each process on one BLAS thread, see ``minflaubert/apps/corpus.py``).
 """
 from __future__ import annotations
 

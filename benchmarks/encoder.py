@@ -112,7 +112,7 @@ def main():
 
     import torch
 
-    from minflaubert.model import FlaubertModel
+    from minflaubert.models.model import FlaubertModel
 
     torch.set_num_threads(args.threads)
     folder = Path(args.folder)

@@ -37,8 +37,8 @@ def main():
     parser.add_argument("--folder", default=str(Path(tempfile.gettempdir()) / "minflaubert-bench-base"))
     args = parser.parse_args()
 
-    from minflaubert import fast, kernels
-    from minflaubert.model import FlaubertModel
+    from minflaubert.nn import fast, kernels
+    from minflaubert.models.model import FlaubertModel
 
     totals = collections.Counter()
 

@@ -19,7 +19,7 @@ import statistics
 import time
 from pathlib import Path
 
-from minflaubert.tokenizer import FlaubertTokenizer
+from minflaubert.tokenization.tokenizer import FlaubertTokenizer
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -1,6 +1,6 @@
 """``python -m minflaubert ...``: the same command line as the ``minflaubert`` script."""
 import sys
 
-from .cli import main
+from .apps.cli import main
 
 sys.exit(main())

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from minflaubert import FlaubertTokenizer, FlaubertWithLMHeadModel
-from minflaubert.bpe_train import read_paragraphs
-from minflaubert.hub import shipped_model
-from minflaubert.pipelines import pad
+from minflaubert.tokenization.bpe_train import read_paragraphs
+from minflaubert.checkpoints.hub import shipped_model
+from minflaubert.apps.pipelines import pad
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpus"  # ../shared beside the checkout
 MASK_RATE = 0.15

@@ -63,7 +63,7 @@ def lesson_namespace(prefix: str, blocks: int) -> dict:
 def bpe_growth(plt):
     """Lesson 8: as merges are learned, the vocabulary grows by one symbol per merge and the text gets shorter in
     tokens; the first merges are the most frequent pairs (word endings, common short words)."""
-    from minflaubert import bpe_train
+    from minflaubert.tokenization import bpe_train
 
     paragraphs = lesson_namespace("08", 1)["paragraphs"]
     counts = bpe_train.count_words(paragraphs)
@@ -135,7 +135,7 @@ ELLE_SENTENCE = "la servante ouvrit la fenêtre, puis elle regarda la mer."
 def elle_attention(model, tokenizer, sentence=ELLE_SENTENCE, pronoun="elle", noun="servante"):
     """Attention weights of every layer and head for one sentence -> (tokens, weights [layers, heads, q, k],
     position of the pronoun's first piece, position of the noun's first piece)."""
-    from minflaubert.tokenizer import moses_tokenize, normalize
+    from minflaubert.tokenization.tokenizer import moses_tokenize, normalize
 
     encoding = tokenizer(sentence, return_tensors="np")
     tokens = tokenizer.convert_ids_to_tokens(encoding["input_ids"][0])
@@ -177,7 +177,8 @@ def attention_elle(plt):
 @figure
 def mask_matrix(plt):
     """Lesson 3: the padding mask of a batch, and the two attention masks built from it (who may look at whom)."""
-    from minflaubert import FlaubertTokenizer, layers
+    from minflaubert import FlaubertTokenizer
+    from minflaubert.nn import layers
 
     tokenizer = FlaubertTokenizer.from_pretrained(REPO / "tests/fixtures/tiny-model")
     batch = tokenizer(["Le chat dort sur le canapé.", "Paris"], padding=True, return_tensors="np")
@@ -300,7 +301,7 @@ FILL_SENTENCES = ["la mère embrassa son <special1> avant de partir.", "il faisa
 @figure
 def fill_mask(plt):
     """Lessons 6 and 10: the trained model's ten likeliest words for a blank, with their probabilities."""
-    from minflaubert.pipelines import pipeline
+    from minflaubert.apps.pipelines import pipeline
 
     model, tokenizer = trained()
     fill = pipeline("fill-mask", model=model, tokenizer=tokenizer)

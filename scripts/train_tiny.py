@@ -5,7 +5,7 @@
 
 What it does, in order (each step's result is kept in --work, so a cut run picks up where it stopped):
 
-1. **Vocabulary**: :mod:`minflaubert.bpe_train` learns ``--vocab-size`` BPE symbols from the corpus (uncased).
+1. **Vocabulary**: :mod:`minflaubert.tokenization.bpe_train` learns ``--vocab-size`` BPE symbols from the corpus (uncased).
 2. **Token stream**: every paragraph is tokenized with that vocabulary and the paragraphs are laid end to end,
    ``</s>`` between two; the stream is cut into sequences of ``--seq-len`` tokens framed by ``<s> ... </s>``, so no
    position is ever padding.
@@ -44,8 +44,8 @@ try:
 except ImportError:
     sys.exit('train_tiny.py needs torch and transformers: pip install -e ".[train]"')
 
-from minflaubert.bpe_train import read_paragraphs, train_bpe_files
-from minflaubert.tokenizer import FlaubertTokenizer
+from minflaubert.tokenization.bpe_train import read_paragraphs, train_bpe_files
+from minflaubert.tokenization.tokenizer import FlaubertTokenizer
 
 MASK_RATE = 0.15
 BOS, EOS, PAD, MASK = 0, 1, 2, 5

@@ -15,8 +15,9 @@ import time
 import numpy as np
 import pytest
 
-from minflaubert import FlaubertConfig, FlaubertModel, FlaubertTokenizer, atomic
-from minflaubert.weights import load_state_dict, save_state_dict
+from minflaubert import FlaubertConfig, FlaubertModel, FlaubertTokenizer
+from minflaubert.checkpoints import atomic
+from minflaubert.checkpoints.weights import load_state_dict, save_state_dict
 
 from conftest import FIXTURES, REPO
 
@@ -38,7 +39,8 @@ def fingerprint(folder) -> tuple:
 
 SAVER = textwrap.dedent("""
     import sys, time
-    from minflaubert import FlaubertConfig, FlaubertModel, FlaubertTokenizer, atomic
+    from minflaubert import FlaubertConfig, FlaubertModel, FlaubertTokenizer
+    from minflaubert.checkpoints import atomic
     if sys.argv[3] == "two-renames":
         atomic._exchange = lambda a, b: False  # what systems without an atomic exchange do
     model = FlaubertModel(FlaubertConfig(emb_dim=48, n_layers=1, n_heads=2, vocab_size=40_000,
@@ -53,7 +55,7 @@ SAVER = textwrap.dedent("""
 
 CONVERTER = textwrap.dedent("""
     import sys, time
-    from minflaubert.weights import convert_checkpoint
+    from minflaubert.checkpoints.weights import convert_checkpoint
     print("ready", flush=True)
     start = time.perf_counter()
     convert_checkpoint(sys.argv[1], sys.argv[2], overwrite=True, progress=False)

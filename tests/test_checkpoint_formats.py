@@ -98,7 +98,7 @@ def test_save_into_the_folder_it_was_loaded_from(tmp_path):
 def test_failed_save_leaves_the_old_file_and_no_partial_one(tmp_path):
     """A write that fails halfway (here: a tensor that can't be read) removes its temporary file, and the
     model.safetensors already in the folder stays as it was."""
-    from minflaubert import weights
+    from minflaubert.checkpoints import weights
 
     class Unreadable:  # looks like a float32 array until its bytes are asked for
         dtype, shape, nbytes = np.dtype(np.float32), (2,), 8

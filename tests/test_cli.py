@@ -12,9 +12,9 @@ import pytest
 
 from conftest import FIXTURES, REPO
 from minflaubert import FlaubertForQuestionAnswering
-from minflaubert.pipelines import pipeline
-from minflaubert.torch_pickle import load_torch_bin
-from minflaubert.weights import load_state_dict
+from minflaubert.apps.pipelines import pipeline
+from minflaubert.checkpoints.torch_pickle import load_torch_bin
+from minflaubert.checkpoints.weights import load_state_dict
 
 COMMANDS = ["fill-mask", "embed", "classify", "ner", "qa", "download", "convert", "info", "train-bpe"]
 

@@ -81,7 +81,7 @@ def test_a_closed_pipe_stops_quietly():
 
 
 def test_ctrl_c_exits_130_with_one_line():
-    script = ("import sys, time; from minflaubert import cli; cli.run_info = lambda args: time.sleep(60); "
+    script = ("import sys, time; from minflaubert.apps import cli; cli.run_info = lambda args: time.sleep(60); "
               "print('ready', flush=True); sys.exit(cli.main(['info', 'x']))")
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                cwd=REPO)

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURES, REPO, require
-from minflaubert.corpus import ShardJob, embed_corpus, loaded_pipeline, model_sha256, read_lines
+from minflaubert.apps.corpus import ShardJob, embed_corpus, loaded_pipeline, model_sha256, read_lines
 from test_cli import assert_error, json_lines, run
 
 MODEL = FIXTURES / "tiny-model"
@@ -96,7 +96,7 @@ def test_invalid_utf8_is_an_error_naming_the_line(tmp_path):
 
 def test_without_the_extra_the_command_says_what_to_install(tmp_path):
     make_corpus(tmp_path / "corpus.txt", 3)
-    blocked = ("import sys; sys.modules['pyarrow'] = None; from minflaubert.cli import main; "
+    blocked = ("import sys; sys.modules['pyarrow'] = None; from minflaubert.apps.cli import main; "
                f"sys.exit(main(['embed', {str(tmp_path / 'corpus.txt')!r}, '-o', {str(tmp_path / 'out')!r}, "
                f"'--model', {str(MODEL)!r}]))")
     result = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, cwd=REPO, timeout=300)
@@ -110,7 +110,7 @@ def test_shards_manifest_and_reading_back(tmp_path, extra):
     import pyarrow.dataset as ds
 
     import minflaubert
-    from minflaubert.pipelines import pipeline
+    from minflaubert.apps.pipelines import pipeline
 
     texts = make_corpus(tmp_path / "corpus.txt", 230)
     out = tmp_path / "vectors"
@@ -147,7 +147,7 @@ def test_shards_manifest_and_reading_back(tmp_path, extra):
 
 def test_max_pooling_normalized_and_several_inputs(tmp_path, extra):
     import minflaubert
-    from minflaubert.pipelines import pipeline
+    from minflaubert.apps.pipelines import pipeline
 
     first, second = make_corpus(tmp_path / "a.txt", 7, seed=1), make_corpus(tmp_path / "b.txt", 5, seed=2)
     with gzip.open(tmp_path / "b.txt.gz", "wb") as f:

@@ -10,11 +10,11 @@ import json
 import numpy as np
 import pytest
 
-from minflaubert import heads
-from minflaubert.config import FlaubertConfig
-from minflaubert.model import FlaubertModel
-from minflaubert.tokenizer import FlaubertTokenizer
-from minflaubert.weights import read_safetensors
+from minflaubert.models import heads
+from minflaubert.models.config import FlaubertConfig
+from minflaubert.models.model import FlaubertModel
+from minflaubert.tokenization.tokenizer import FlaubertTokenizer
+from minflaubert.checkpoints.weights import read_safetensors
 
 TINY = dict(vocab_size=50, emb_dim=16, n_layers=1, n_heads=2, max_position_embeddings=12)
 IDS = np.array([[5, 6, 7, 8], [9, 10, 2, 2]])  # batch 2, seq 4, the second row right-padded (pad_index=2)
@@ -331,7 +331,7 @@ def test_checkpoint_that_does_not_match_its_config(saved):
 
 def test_checkpoint_with_one_wrong_tensor(saved):
     """Only the position table is too short: the message names exactly that key."""
-    from minflaubert.weights import save_state_dict
+    from minflaubert.checkpoints.weights import save_state_dict
 
     state = dict(read_safetensors(saved / "model.safetensors"))
     state["position_embeddings.weight"] = np.zeros((11, 16), np.float32)
@@ -341,7 +341,7 @@ def test_checkpoint_with_one_wrong_tensor(saved):
 
 
 def test_checkpoint_missing_an_encoder_weight(saved):
-    from minflaubert.weights import save_state_dict
+    from minflaubert.checkpoints.weights import save_state_dict
 
     state = dict(read_safetensors(saved / "model.safetensors"))
     del state["ffns.0.lin1.weight"]

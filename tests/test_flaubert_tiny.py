@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO, require
-from minflaubert import FlaubertTokenizer, FlaubertWithLMHeadModel, hub, pipeline
+from minflaubert import FlaubertTokenizer, FlaubertWithLMHeadModel, pipeline
+from minflaubert.checkpoints import hub
 from test_parity_encoder import run_transformers4
 
 TINY = REPO / "weights" / "flaubert_tiny"

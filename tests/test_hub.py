@@ -24,8 +24,9 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURES, REPO, assert_close
-from minflaubert import FlaubertForTokenClassification, FlaubertModel, FlaubertTokenizer, hub
-from minflaubert.weights import TORCH_BIN_NAME, load_state_dict, save_state_dict
+from minflaubert import FlaubertForTokenClassification, FlaubertModel, FlaubertTokenizer
+from minflaubert.checkpoints import hub
+from minflaubert.checkpoints.weights import TORCH_BIN_NAME, load_state_dict, save_state_dict
 
 REPO_ID = "someone/flaubert-ner"
 COMMIT = "0123456789abcdef" * 2 + "01234567"
@@ -236,7 +237,7 @@ def test_offline_without_the_repository_says_how_to_get_it(fake_hub, monkeypatch
 
 
 def test_tokenizer_and_pipeline_take_repository_ids(fake_hub):
-    from minflaubert.pipelines import pipeline
+    from minflaubert.apps.pipelines import pipeline
 
     tokenizer = FlaubertTokenizer.from_pretrained(REPO_ID)
     expected = FlaubertTokenizer.from_pretrained(FIXTURES / "tiny-token-classification")
@@ -426,7 +427,7 @@ def test_transformers_and_minflaubert_share_the_cache(fake_hub, tmp_path, monkey
     from reference import build_model, run_model
 
     from minflaubert import AutoModelForTokenClassification
-    from minflaubert.pipelines import pipeline
+    from minflaubert.apps.pipelines import pipeline
 
     labels = {0: "O", 1: "B-PER", 2: "I-PER"}
     config = {"vocab_size": json.loads(NER_FILES["config.json"])["vocab_size"], "emb_dim": 32, "n_layers": 2,

@@ -12,9 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import columns
-from minflaubert import fast, kernels, layers
-from minflaubert.config import FlaubertConfig
-from minflaubert.model import FlaubertModel, encode
+from minflaubert.nn import fast, kernels, layers
+from minflaubert.models.config import FlaubertConfig
+from minflaubert.models.model import FlaubertModel, encode
 
 
 def floats(rng, *shape, scale=1.0):

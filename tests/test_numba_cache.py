@@ -56,7 +56,7 @@ def run_copy(tmp_path: Path, **env) -> list[str]:
 
 def test_no_writable_cache_folder_compiles_in_memory(tmp_path):
     package = copy_package(tmp_path)
-    (package / "__pycache__").write_text("")  # a file where Numba wants its folder: even root cannot write there
+    (package / "nn" / "__pycache__").write_text("")  # a file where Numba wants its folder: even root cannot write there
     blocker = tmp_path / "blocker"
     blocker.write_text("")  # and every other place Numba would try lies under a file
     assert run_copy(tmp_path, HOME=str(blocker / "home"), XDG_CACHE_HOME=str(blocker / "cache")) == \
@@ -67,7 +67,7 @@ def test_a_corrupt_cache_is_ignored_then_repaired(tmp_path):
     package = copy_package(tmp_path)
     expected = expected_lines()
     assert run_copy(tmp_path) == expected  # fills the cache
-    cached = sorted((package / "__pycache__").glob("kernels.*.nb[ic]"))
+    cached = sorted((package / "nn" / "__pycache__").glob("kernels.*.nb[ic]"))
     assert any(path.suffix == ".nbi" for path in cached)
     for number, path in enumerate(cached):
         path.write_bytes(os.urandom(24) if number % 2 else b"")  # garbage, or a write cut to nothing

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import compare_outputs, flatten_output, require
-from minflaubert.model import FlaubertModel
+from minflaubert.models.model import FlaubertModel
 
 TINY = dict(vocab_size=99, emb_dim=32, n_layers=2, n_heads=4, max_position_embeddings=64)
 RNG = np.random.default_rng(0)

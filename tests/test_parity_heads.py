@@ -9,8 +9,8 @@ import pytest
 
 import minflaubert
 from conftest import compare_outputs, flatten_output
-from minflaubert.config import FlaubertConfig
-from minflaubert.heads import sequence_summary
+from minflaubert.models.config import FlaubertConfig
+from minflaubert.models.heads import sequence_summary
 from test_heads import TOP_K, assert_equal_up_to_ties
 
 from test_parity_encoder import ALL_OUT, IDS, MASK, PADDED, TINY  # the same inputs as the encoder's parity

@@ -12,8 +12,8 @@ import pytest
 
 from conftest import FIXTURES, PARITY
 from minflaubert import FlaubertForSequenceClassification, FlaubertModel
-from minflaubert.layers import softmax
-from minflaubert.pipelines import TASKS, group_entities, pipeline, windows
+from minflaubert.nn.layers import softmax
+from minflaubert.apps.pipelines import TASKS, group_entities, pipeline, windows
 
 TEXTS = ["Le chat dort sur le canapé depuis ce matin.", "Paris", "Marie habite à Lyon et travaille à Genève.",
          "Quelle heure est-il ? Il est déjà midi !"]

@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from conftest import columns
-from minflaubert import fast, kernels, layers
-from minflaubert.config import SUMMARY_TYPES, FlaubertConfig
-from minflaubert.model import FlaubertModel
-from minflaubert.weights import load_state_dict, read_safetensors
+from minflaubert.nn import fast, kernels, layers
+from minflaubert.models.config import SUMMARY_TYPES, FlaubertConfig
+from minflaubert.models.model import FlaubertModel
+from minflaubert.checkpoints.weights import load_state_dict, read_safetensors
 
 TOLERANCE = dict(rtol=2e-5, atol=2e-5)  # float32 sums taken in another order (another batch size, BLAS blocking)
 
@@ -375,7 +375,7 @@ def test_a_corrupt_safetensors_file_gives_only_a_clean_error(small_checkpoint, t
 # --------------------------------------------------------------------------------------------- tokenizer
 @pytest.fixture(scope="module")
 def tokenizer(shared_data):
-    from minflaubert.tokenizer import FlaubertTokenizer
+    from minflaubert.tokenization.tokenizer import FlaubertTokenizer
 
     return FlaubertTokenizer.from_pretrained(shared_data / "flaubert_base_uncased")
 
@@ -398,7 +398,7 @@ FRENCH = "abcdefghijklmnopqrstuvwxyzàâæçéèêëîïôœùûüÿABCDEFGHIJKL
 def test_decode_of_encode_gives_the_moses_normalised_text(tokenizer, text):
     """decode(encode(x)) is x as the Moses pipeline normalises it: normalised, split into Moses words, joined by
     single spaces."""
-    from minflaubert.tokenizer import moses_tokenize, normalize
+    from minflaubert.tokenization.tokenizer import moses_tokenize, normalize
 
     ids = tokenizer.encode(text, add_special_tokens=False)
     assume(tokenizer.unk_token_id not in ids)  # a piece missing from the vocabulary can't come back

@@ -8,8 +8,8 @@ The ids end with 2, the pad index: the model masks that position, and the expect
 import numpy as np
 import pytest
 
-from minflaubert.hub import resolve_name
-from minflaubert.model import FlaubertModel
+from minflaubert.checkpoints.hub import resolve_name
+from minflaubert.models.model import FlaubertModel
 
 
 def downloaded_folder():

@@ -18,7 +18,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from sacremoses import MosesPunctNormalizer, MosesTokenizer
 
-from minflaubert.tokenizer import FlaubertTokenizer, moses_tokenize, normalize
+from minflaubert.tokenization.tokenizer import FlaubertTokenizer, moses_tokenize, normalize
 
 # ---------------------------------------------------------------------------------------------------------------------
 # A tiny tokenizer (no assets needed)

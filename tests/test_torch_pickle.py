@@ -1,4 +1,4 @@
-"""Tests for the torch-free ``pytorch_model.bin`` reader (``minflaubert.torch_pickle``).
+"""Tests for the torch-free ``pytorch_model.bin`` reader (``minflaubert.checkpoints.torch_pickle``).
 
 Three kinds of files are read:
 - ``tests/fixtures/tiny_state_dict.bin``, written once by torch (``scripts/make_torch_bin_fixture.py``) with
@@ -24,7 +24,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import FIXTURES, REPO
-from minflaubert.torch_pickle import UnsafeCheckpointError, load_torch_bin
+from minflaubert.checkpoints.torch_pickle import UnsafeCheckpointError, load_torch_bin
 
 TINY = FIXTURES / "tiny_state_dict.bin"
 
@@ -347,7 +347,7 @@ _LOAD_WITHOUT_TORCH = """
 import json, sys
 sys.modules["torch"] = None  # any `import torch` now raises ImportError
 import numpy as np
-from minflaubert.torch_pickle import load_torch_bin
+from minflaubert.checkpoints.torch_pickle import load_torch_bin
 shared = {}
 for source, target in json.loads(sys.argv[1]):
     state = load_torch_bin(source)

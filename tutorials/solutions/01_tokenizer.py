@@ -3,7 +3,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from minflaubert.tokenizer import FlaubertTokenizer, moses_tokenize, normalize
+from minflaubert.tokenization.tokenizer import FlaubertTokenizer, moses_tokenize, normalize
 
 # 1. Four spellings of « l'été »: curly apostrophe, capitals, a combining accent. Normalisation (NFC, lowercasing,
 # Moses' punctuation rules) makes them one.

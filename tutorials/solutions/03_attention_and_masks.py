@@ -3,7 +3,8 @@ import warnings
 
 import numpy as np
 
-from minflaubert import FlaubertModel, FlaubertTokenizer, layers
+from minflaubert import FlaubertModel, FlaubertTokenizer
+from minflaubert.nn import layers
 
 # 1. Left padding: the attention mask says where the real tokens are wherever they sit; counting the non-pad ids
 # only gives the right number, and padding_mask then assumes the real tokens come first.

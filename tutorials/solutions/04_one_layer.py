@@ -3,8 +3,9 @@ import warnings
 
 import numpy as np
 
-from minflaubert import FlaubertModel, FlaubertTokenizer, layers
-from minflaubert.model import layer_params
+from minflaubert import FlaubertModel, FlaubertTokenizer
+from minflaubert.nn import layers
+from minflaubert.models.model import layer_params
 
 tokenizer = FlaubertTokenizer.from_pretrained("tests/fixtures/tiny-model")
 ids = tokenizer("Le chat dort sur le canapé.", return_tensors="np")["input_ids"]

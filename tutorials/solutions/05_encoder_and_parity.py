@@ -1,8 +1,9 @@
 """Lesson 5, exercises: the pre-norm fixture by hand, a one-bias change caught, lengths instead of a mask."""
 import numpy as np
 
-from minflaubert import FlaubertModel, layers
-from minflaubert.model import layer_params
+from minflaubert import FlaubertModel
+from minflaubert.nn import layers
+from minflaubert.models.model import layer_params
 
 
 def worst_error(ours, expected):

@@ -1,7 +1,7 @@
 """Lesson 6, exercises: fill-mask with targets, the classification softmax by hand, tokens before aggregation."""
 import numpy as np
 
-from minflaubert.pipelines import pipeline
+from minflaubert.apps.pipelines import pipeline
 
 # 1. fill-mask restricted to chosen words: the trained model compares « chat » and « chien » for one blank.
 fill = pipeline("fill-mask", "weights/flaubert_tiny")

@@ -5,8 +5,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from minflaubert import hub
-from minflaubert.torch_pickle import UnsafeCheckpointError, load_torch_bin
+from minflaubert.checkpoints import hub
+from minflaubert.checkpoints.torch_pickle import UnsafeCheckpointError, load_torch_bin
 
 # 1. Parameters from the architecture alone: word + position tables, the embedding LayerNorm, and per layer
 # 12 dim^2 + 13 dim (lesson 4's exercise), plus the LM head's bias (its matrix is the word table, tied).

@@ -2,7 +2,8 @@
 import re
 from pathlib import Path
 
-from minflaubert import FlaubertTokenizer, bpe_train
+from minflaubert import FlaubertTokenizer
+from minflaubert.tokenization import bpe_train
 
 # the lesson's paragraphs, read from the lesson itself (its first python block)
 lesson = Path("tutorials/08_learning_bpe.md").read_text(encoding="utf-8")

@@ -4,7 +4,7 @@ import time
 import numpy as np
 
 from minflaubert import FlaubertConfig, FlaubertModel
-from minflaubert import fast, kernels, layers
+from minflaubert.nn import fast, kernels, layers
 
 # 1. A causal model attends only to keys at or before the query. Packing removes the padding and numbers the
 # tokens of each text from 0: with right padding, nothing before a real token changes. With left padding, the

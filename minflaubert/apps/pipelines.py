@@ -32,13 +32,13 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .config import FlaubertConfig
-from .heads import (FlaubertForQuestionAnswering, FlaubertForQuestionAnsweringSimple,
+from ..models.config import FlaubertConfig
+from ..models.heads import (FlaubertForQuestionAnswering, FlaubertForQuestionAnsweringSimple,
                     FlaubertForSequenceClassification, FlaubertForTokenClassification, FlaubertWithLMHeadModel)
-from .hub import HUB_OPTIONS, resolve_name, shipped_model
-from .layers import softmax
-from .model import FlaubertModel, FlaubertPreTrainedModel
-from .tokenizer import FlaubertTokenizer
+from ..checkpoints.hub import HUB_OPTIONS, resolve_name, shipped_model
+from ..nn.layers import softmax
+from ..models.model import FlaubertModel, FlaubertPreTrainedModel
+from ..tokenization.tokenizer import FlaubertTokenizer
 
 
 

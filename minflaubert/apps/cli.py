@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, hub
+from .. import __version__
+from ..checkpoints import hub
 
 EXAMPLES = {
     "fill-mask": 'minflaubert fill-mask "Le chat dort sur le <special1>." --top-k 3',
@@ -298,15 +299,15 @@ def run_download(args) -> None:
 
 
 def run_convert(args) -> None:
-    from .weights import convert_checkpoint
+    from ..checkpoints.weights import convert_checkpoint
 
     target = convert_checkpoint(args.folder, args.output, overwrite=args.overwrite)
     emit({"output": str(target), "bytes": target.stat().st_size})
 
 
 def run_info(args) -> None:
-    from .config import FlaubertConfig
-    from .weights import load_state_dict
+    from ..models.config import FlaubertConfig
+    from ..checkpoints.weights import load_state_dict
 
     folder = hub.resolve_name(args.model) if args.model is not None else hub.shipped_model()
     config = FlaubertConfig.from_pretrained(folder)
@@ -331,10 +332,10 @@ def run_info(args) -> None:
 
 
 def run_train_bpe(args) -> None:
-    from .atomic import atomic_folder
-    from .bpe_train import train_bpe
+    from ..checkpoints.atomic import atomic_folder
+    from ..tokenization.bpe_train import train_bpe
     from .corpus import read_lines
-    from .tokenizer import write_tokenizer_files
+    from ..tokenization.tokenizer import write_tokenizer_files
 
     for option in ("vocab_size", "min_frequency", "model_max_length"):
         if getattr(args, option) < 1:

@@ -11,12 +11,12 @@ import warnings
 
 import numpy as np
 
-from . import fast, kernels, layers
-from .atomic import atomic_folder
+from ..nn import fast, kernels, layers
+from ..checkpoints.atomic import atomic_folder
 from .config import FlaubertConfig, split_keywords
 from .inputs import encoder_inputs
 from .outputs import BaseModelOutput
-from .weights import check_state_dict, init_weights, load_state_dict, save_state_dict, unflatten, warn_about_keys
+from ..checkpoints.weights import check_state_dict, init_weights, load_state_dict, save_state_dict, unflatten, warn_about_keys
 
 
 def encoder_shapes(config: FlaubertConfig) -> dict[str, tuple]:
@@ -172,7 +172,7 @@ class FlaubertPreTrainedModel:
         the shape of a head's weights (a new ``num_labels``), the checkpoint's no longer fit: that is an error,
         unless ``ignore_mismatched_sizes=True``, which starts those weights afresh (with a warning).
         """
-        from .hub import resolve_name  # a folder, a name under weights/, or a hub repository -> a folder
+        from ..checkpoints.hub import resolve_name  # a folder, a name under weights/, or a hub repository -> a folder
 
         hub_options, overrides = split_keywords(f"{cls.__name__}.from_pretrained", kwargs,
                                                 also=("config", "ignore_mismatched_sizes"))
@@ -278,7 +278,7 @@ class FlaubertModel(FlaubertPreTrainedModel):
 
     def saved_tokenizer(self):
         """The tokenizer saved with the checkpoint this model was loaded from (read once, then kept)."""
-        from .tokenizer import FlaubertTokenizer
+        from ..tokenization.tokenizer import FlaubertTokenizer
 
         if self.name_or_path is None:
             raise ValueError("this model was not loaded by from_pretrained, so it has no saved tokenizer: "

@@ -79,7 +79,7 @@ def weights_root() -> Path:
     """
     if os.environ.get(WEIGHTS_ENV):
         return Path(os.environ[WEIGHTS_ENV]).expanduser()
-    checkout = Path(__file__).resolve().parents[1]
+    checkout = Path(__file__).resolve().parents[2]
     if (checkout / "pyproject.toml").is_file() and (checkout / "weights").is_dir():
         return checkout / "weights"
     return Path.home() / ".cache" / "minflaubert"
@@ -96,7 +96,7 @@ def shipped_model() -> Path:
     wheel carries it as data files, under the environment's ``share/minflaubert/`` (``pyproject.toml``'s
     ``data-files``).
     """
-    candidates = [Path(__file__).resolve().parents[1] / "weights" / SHIPPED_MODEL,
+    candidates = [Path(__file__).resolve().parents[2] / "weights" / SHIPPED_MODEL,
                   Path(sysconfig.get_path("data")) / "share" / "minflaubert" / SHIPPED_MODEL]
     for folder in candidates:
         if (folder / CONFIG_FILE).is_file():

@@ -193,7 +193,7 @@ def init_weights(shapes: dict[str, tuple], config, seed: int = 0) -> dict[str, n
     Linear weights ~ N(0, init_std) and biases 0; embedding tables ~ N(0, embed_init_std) with the padding row 0
     (or the sinusoidal table for positions when the config asks for it); LayerNorms scale 1, shift 0.
     """
-    from .layers import sinusoidal_position_table
+    from ..nn.layers import sinusoidal_position_table
 
     rng = np.random.default_rng(seed)
     weights = {}

@@ -221,7 +221,7 @@ class FlaubertConfig:
         ``kwargs`` are huggingface_hub's options (``revision``, ``cache_dir``, ``local_files_only``, ``token``...)
         and overrides of config fields (``num_labels=3``, ``output_attentions=True``...), as in transformers.
         """
-        from .hub import resolve_name
+        from ..checkpoints.hub import resolve_name
 
         hub_options, overrides = split_keywords("FlaubertConfig.from_pretrained", kwargs)
         path = Path(pretrained_model_name_or_path)
@@ -265,7 +265,7 @@ class FlaubertConfig:
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:
         """Write ``config.json`` into ``folder``: whole or not at all (``atomic.atomic_file``)."""
-        from .atomic import atomic_file
+        from ..checkpoints.atomic import atomic_file
 
         text = json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False)
         with atomic_file(Path(folder) / CONFIG_NAME) as tmp:
@@ -282,7 +282,7 @@ def split_keywords(where: str, kwargs: dict, also=()) -> tuple[dict, dict]:
 
     Any other name is a TypeError (``also``: the caller's own keywords, offered as suggestions too).
     """
-    from .hub import HUB_OPTIONS
+    from ..checkpoints.hub import HUB_OPTIONS
 
     check_keywords(where, kwargs, (*HUB_OPTIONS, *OVERRIDABLE, *also))
     hub_options = {name: value for name, value in kwargs.items() if name in HUB_OPTIONS}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .inputs import as_array, as_floats, as_indices
-from .layers import gelu, layer_norm, linear, relu, softmax
+from ..nn.layers import gelu, layer_norm, linear, relu, softmax
 from .model import FlaubertPreTrainedModel
 from .outputs import (FlaubertForQuestionAnsweringOutput, MaskedLMOutput, MultipleChoiceModelOutput,
                       QuestionAnsweringModelOutput, SequenceClassifierOutput, TokenClassifierOutput)

@@ -334,8 +334,8 @@ class FlaubertTokenizer:
         subtle: the published uncased config spells the flag ``do_lower_case``, which transformers ignores (so it
         tokenizes the uncased model as cased!). We honour both spellings.
         """
-        from .hub import HUB_OPTIONS, resolve_name
-        from .inputs import check_keywords
+        from ..checkpoints.hub import HUB_OPTIONS, resolve_name
+        from ..models.inputs import check_keywords
 
         check_keywords(f"{cls.__name__}.from_pretrained", kwargs, (*HUB_OPTIONS, *TOKENIZER_SETTINGS))
         hub_options = {name: value for name, value in kwargs.items() if name in HUB_OPTIONS}
@@ -359,7 +359,7 @@ class FlaubertTokenizer:
     def save_pretrained(self, folder: str | os.PathLike) -> tuple[str, str, str]:
         """Write ``vocab.json``, ``merges.txt`` and ``tokenizer_config.json`` into ``folder`` (created if needed),
         crash-safe: the three are swapped in together (``atomic.atomic_folder``); the folder's other files stay."""
-        from .atomic import atomic_folder
+        from ..checkpoints.atomic import atomic_folder
 
         with atomic_folder(folder) as staging:
             written = write_tokenizer_files(staging, self.encoder, sorted(self.bpe_ranks, key=self.bpe_ranks.get),

@@ -15,9 +15,9 @@ from __future__ import annotations
 from .config import FlaubertConfig
 from .heads import (FlaubertForMultipleChoice, FlaubertForQuestionAnswering, FlaubertForQuestionAnsweringSimple,
                     FlaubertForSequenceClassification, FlaubertForTokenClassification, FlaubertWithLMHeadModel)
-from .hub import HUB_OPTIONS
+from ..checkpoints.hub import HUB_OPTIONS
 from .model import FlaubertModel
-from .tokenizer import FlaubertTokenizer
+from ..tokenization.tokenizer import FlaubertTokenizer
 
 
 class _NotInstantiable:

@@ -53,7 +53,7 @@ from typing import Iterator
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import __version__
+from .. import __version__
 
 MANIFEST = "_manifest.json"
 FORMAT = "minflaubert-embeddings/1"
@@ -418,7 +418,7 @@ def embed_corpus(inputs, output, model=None, pooling: str = "mean", normalize: b
     ``dask``: ``"local:N"`` (a LocalCluster of N processes on this machine) or a scheduler's address
     (``"tcp://HOST:PORT"``). -> a summary: folder, lines, shards, dimension, and how many shards were resumed.
     """
-    from .hub import resolve_name
+    from ..checkpoints.hub import resolve_name
     from .pipelines import POOLINGS, check_choice, check_positive, default_model
 
     for module in ("pyarrow", "threadpoolctl", *(["distributed"] if dask else [])):

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 from tqdm.auto import tqdm
 
-from .pipelines import POOLINGS, batches_by_length, check_choice, check_positive, pad, pool
+from ..apps.pipelines import POOLINGS, batches_by_length, check_choice, check_positive, pad, pool
 
 PROGRESS_FROM_BATCHES = 10  # progress=None shows a bar (on a terminal) from this many batches on
 
