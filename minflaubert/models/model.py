@@ -16,7 +16,8 @@ from ..checkpoints.atomic import atomic_folder
 from .config import FlaubertConfig, split_keywords
 from .inputs import encoder_inputs
 from .outputs import BaseModelOutput
-from ..checkpoints.weights import check_state_dict, init_weights, load_state_dict, save_state_dict, unflatten, warn_about_keys
+from ..checkpoints.weights import check_state_dict, load_state_dict, save_state_dict, unflatten, warn_about_keys
+from .initialization import init_weights
 
 
 def encoder_shapes(config: FlaubertConfig) -> dict[str, tuple]:
