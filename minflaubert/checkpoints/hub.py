@@ -33,6 +33,7 @@ says which repository is missing and how to fetch it.
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -52,6 +53,16 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json",
 TOKENIZER_FILES = ("vocab.json", "merges.txt")
 OPTIONAL_TOKENIZER_FILES = ("tokenizer_config.json",)
 PARTS = ("config", "model", "tokenizer")  # what resolve_name can be asked to fetch
+
+
+def check_keywords(where: str, given, valid) -> None:
+    """A TypeError for the first keyword argument not in ``valid``, worded as Python's own, plus the closest valid
+    name: a misspelt option (``num_lables=3``) must fail loudly, never be silently ignored."""
+    for name in given:
+        if name not in valid:
+            close = difflib.get_close_matches(name, list(valid), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TypeError(f"{where}() got an unexpected keyword argument {name!r}{hint}")
 
 
 # ----------------------------------------------------------------------------------------------------------------

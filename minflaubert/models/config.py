@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .inputs import check_keywords
+from ..checkpoints.hub import check_keywords
 
 CONFIG_NAME = "config.json"
 SUMMARY_TYPES = ("first", "last", "mean", "cls_index", "attn")

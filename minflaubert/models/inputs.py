@@ -6,8 +6,6 @@ or, worse, a silently wrong answer.
 """
 from __future__ import annotations
 
-import difflib
-
 import numpy as np
 
 
@@ -120,13 +118,3 @@ def encoder_inputs(config, input_ids=None, attention_mask=None, langs=None, toke
                              f"use one cache per batch")
     return dict(input_ids=input_ids, attention_mask=attention_mask, langs=langs, token_type_ids=token_type_ids,
                 position_ids=position_ids, lengths=lengths, cache=cache, inputs_embeds=inputs_embeds)
-
-
-def check_keywords(where: str, given, valid) -> None:
-    """A TypeError for the first keyword argument not in ``valid``, worded as Python's own, plus the closest valid
-    name: a misspelt option (``num_lables=3``) must fail loudly, never be silently ignored."""
-    for name in given:
-        if name not in valid:
-            close = difflib.get_close_matches(name, list(valid), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise TypeError(f"{where}() got an unexpected keyword argument {name!r}{hint}")

@@ -334,8 +334,7 @@ class FlaubertTokenizer:
         subtle: the published uncased config spells the flag ``do_lower_case``, which transformers ignores (so it
         tokenizes the uncased model as cased!). We honour both spellings.
         """
-        from ..checkpoints.hub import HUB_OPTIONS, resolve_name
-        from ..models.inputs import check_keywords
+        from ..checkpoints.hub import HUB_OPTIONS, check_keywords, resolve_name
 
         check_keywords(f"{cls.__name__}.from_pretrained", kwargs, (*HUB_OPTIONS, *TOKENIZER_SETTINGS))
         hub_options = {name: value for name, value in kwargs.items() if name in HUB_OPTIONS}
