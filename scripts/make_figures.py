@@ -135,7 +135,7 @@ ELLE_SENTENCE = "la servante ouvrit la fenêtre, puis elle regarda la mer."
 def elle_attention(model, tokenizer, sentence=ELLE_SENTENCE, pronoun="elle", noun="servante"):
     """Attention weights of every layer and head for one sentence -> (tokens, weights [layers, heads, q, k],
     position of the pronoun's first piece, position of the noun's first piece)."""
-    from minflaubert.tokenization.tokenizer import moses_tokenize, normalize
+    from minflaubert.tokenization.moses import moses_tokenize, normalize
 
     encoding = tokenizer(sentence, return_tensors="np")
     tokens = tokenizer.convert_ids_to_tokens(encoding["input_ids"][0])

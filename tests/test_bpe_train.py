@@ -10,7 +10,7 @@ from conftest import require
 from minflaubert import FlaubertTokenizer
 from minflaubert.tokenization.bpe_train import count_words, train_bpe, train_bpe_files
 from minflaubert.apps.cli import main as cli
-from minflaubert.tokenization.tokenizer import moses_tokenize, normalize
+from minflaubert.tokenization.moses import moses_tokenize, normalize
 
 # Sennrich et al.'s example, as words of a text: low x5, lower x2, newest x6, widest x3.
 TOY = "low " * 5 + "lower " * 2 + "newest " * 6 + "widest " * 3
@@ -91,7 +91,7 @@ def test_encode_then_decode_gives_the_normalized_text(text, round_trip_tokenizer
 def round_trip_tokenizer(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bpe")
     vocab, merges = train_bpe(FRENCH_WITH_ALPHABET, vocab_size=300)
-    from minflaubert.tokenization.tokenizer import write_tokenizer_files
+    from minflaubert.tokenization.files import write_tokenizer_files
     write_tokenizer_files(folder, vocab, merges, do_lowercase=True, model_max_length=512,
                           clean_up_tokenization_spaces=True)
     return FlaubertTokenizer.from_pretrained(folder)

@@ -398,7 +398,7 @@ FRENCH = "abcdefghijklmnopqrstuvwxyzàâæçéèêëîïôœùûüÿABCDEFGHIJKL
 def test_decode_of_encode_gives_the_moses_normalised_text(tokenizer, text):
     """decode(encode(x)) is x as the Moses pipeline normalises it: normalised, split into Moses words, joined by
     single spaces."""
-    from minflaubert.tokenization.tokenizer import moses_tokenize, normalize
+    from minflaubert.tokenization.moses import moses_tokenize, normalize
 
     ids = tokenizer.encode(text, add_special_tokens=False)
     assume(tokenizer.unk_token_id not in ids)  # a piece missing from the vocabulary can't come back

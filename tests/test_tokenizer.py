@@ -18,7 +18,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from sacremoses import MosesPunctNormalizer, MosesTokenizer
 
-from minflaubert.tokenization.tokenizer import FlaubertTokenizer, moses_tokenize, normalize
+from minflaubert.tokenization.moses import moses_tokenize, normalize
+from minflaubert.tokenization.tokenizer import FlaubertTokenizer
 
 # ---------------------------------------------------------------------------------------------------------------------
 # A tiny tokenizer (no assets needed)
@@ -244,7 +245,7 @@ def test_moses_steps_equal_sacremoses_on_edge_strings():
 # Offsets: each token's original span, normalised and Moses-tokenized, gives back the token
 # ---------------------------------------------------------------------------------------------------------------------
 
-# Normalisation rules that create characters (documented in FlaubertTokenizer._align): there the spans are
+# Normalisation rules that create characters (documented in offsets.align_words): there the spans are
 # best-effort, so the exact property is checked on text without them.
 _CREATING_RULES = re.compile(r"\d\u00a0\d|['’`´‘][\u0301]*['’`´‘]")
 

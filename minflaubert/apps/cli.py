@@ -335,7 +335,7 @@ def run_train_bpe(args) -> None:
     from ..checkpoints.atomic import atomic_folder
     from ..tokenization.bpe_train import train_bpe
     from .corpus import read_lines
-    from ..tokenization.tokenizer import write_tokenizer_files
+    from ..tokenization.files import write_tokenizer_files
 
     for option in ("vocab_size", "min_frequency", "model_max_length"):
         if getattr(args, option) < 1:

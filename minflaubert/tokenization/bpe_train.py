@@ -1,13 +1,14 @@
 """Learning a BPE vocabulary: where ``merges.txt`` and ``vocab.json`` come from.
 
-The tokenizer (:mod:`minflaubert.tokenizer`) *applies* merges; this file *learns* them from raw text, the way
-FlauBERT's authors learned theirs (with fastBPE, on 71 GB of French). The algorithm (Sennrich et al., 2016):
+The tokenizer *applies* merges (:mod:`.bpe`); this file *learns* them from raw text, the way FlauBERT's authors
+learned theirs (with fastBPE, on 71 GB of French). The algorithm (Sennrich et al., 2016):
 
-1. **Count words.** Clean and split every text exactly as :class:`~minflaubert.tokenizer.FlaubertTokenizer` does
-   (Moses normalisation, lowercasing for an uncased model, Moses word splitting), and count each distinct word:
+1. **Count words.** Clean and split every text exactly as the tokenizer does (:mod:`.moses`: Moses normalisation,
+   lowercasing for an uncased model, Moses word splitting), and count each distinct word:
    ``{"le": 180_233, "chat": 412, ...}``. From here on only these counts matter, never the text.
 2. **Start from characters.** Each word is a sequence of symbols, one per character, the last one carrying the
-   end-of-word mark: ``chat`` -> ``c h a t</w>``. The alphabet (every such symbol) is the starting vocabulary.
+   end-of-word mark: ``chat`` -> ``c h a t</w>`` (:func:`.bpe.word_symbols`, where the encoder starts too). The
+   alphabet (every such symbol) is the starting vocabulary.
 3. **Merge, again and again.** Count every adjacent pair of symbols, weighted by the word's count; the most frequent
    pair becomes a new symbol (``a t</w>`` -> ``at</w>``) and a line of ``merges.txt``; replace it everywhere, left to
    right; repeat until the vocabulary has the size asked for.
@@ -17,7 +18,7 @@ order wins. So the same text always gives the same merges, byte for byte.
 
 Speed: rescanning every word after each merge costs (merges x words); instead we keep the count of every pair, the
 words each pair occurs in, and a heap of candidate pairs. A merge then touches only the words that contain its pair,
-and updates the counts of the pairs around it: learning 16,000 merges from 16 MB of French takes well under a minute.
+and updates the counts of the pairs around it (timings: benchmarks/README.md, tokenizer section).
 
 The files we write are those of the published checkpoints: the 14 special tokens at ids 0-13 (``<s>`` ``</s>``
 ``<pad>`` ``<unk>`` ``<special0>`` ... ``<special9>``; the mask is ``<special1>``), then the alphabet, most frequent
@@ -32,8 +33,9 @@ from typing import Iterable
 
 from tqdm.auto import tqdm
 
-from .tokenizer import (ADDITIONAL_SPECIAL_TOKENS, merge_pair, moses_tokenize, normalize, word_symbols,
-                        write_tokenizer_files)
+from .bpe import merge_pair, word_symbols
+from .files import ADDITIONAL_SPECIAL_TOKENS, write_tokenizer_files
+from .moses import moses_tokenize, normalize
 
 # The published order: ids 0-3, then <special0> ... <special9> at ids 4-13.
 SPECIAL_VOCABULARY = ["<s>", "</s>", "<pad>", "<unk>", *ADDITIONAL_SPECIAL_TOKENS]

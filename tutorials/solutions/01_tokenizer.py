@@ -3,7 +3,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from minflaubert.tokenization.tokenizer import FlaubertTokenizer, moses_tokenize, normalize
+from minflaubert.tokenization.moses import moses_tokenize, normalize
+from minflaubert.tokenization.tokenizer import FlaubertTokenizer
 
 # 1. Four spellings of « l'été »: curly apostrophe, capitals, a combining accent. Normalisation (NFC, lowercasing,
 # Moses' punctuation rules) makes them one.

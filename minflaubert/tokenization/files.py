@@ -1,0 +1,103 @@
+"""The three files of a FlauBERT tokenizer, read and written as transformers does.
+
+A tokenizer folder (``weights/flaubert_tiny``, a hub repository...) holds:
+
+- ``vocab.json``: ``{token: id}``, e.g. ``{"<s>": 0, "</s>": 1, ..., "été</w>": 172, ...}``: BPE symbols and their
+  ids, the special tokens first;
+- ``merges.txt``: one merge ``left right`` per line, the earliest learned (most frequent) first; its line number is
+  the merge's rank (:mod:`.bpe`);
+- ``tokenizer_config.json`` (optional): settings such as ``do_lowercase`` and ``model_max_length``, and the special
+  tokens.
+
+:func:`write_tokenizer_files` writes them (the BPE trainer and ``FlaubertTokenizer.save_pretrained`` use it); the
+readers below check what they read and name the file in their errors.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Sequence
+
+from .batching import VERY_LARGE_INTEGER
+
+SPECIAL_TOKENS = {  # role -> token, as transformers' FlaubertTokenizer has them
+    "bos_token": "<s>",  # starts every sequence
+    "sep_token": "</s>",  # ends each segment
+    "cls_token": "</s>",  # subtle: FlauBERT's "classification" token is </s>, not <s> (an XLM legacy)
+    "pad_token": "<pad>",
+    "unk_token": "<unk>",
+    "mask_token": "<special1>",
+}
+ADDITIONAL_SPECIAL_TOKENS = [f"<special{i}>" for i in range(10)]
+# The settings tokenizer_config.json holds, which from_pretrained's keywords may override.
+TOKENIZER_SETTINGS = ("do_lowercase", "model_max_length", "clean_up_tokenization_spaces")
+
+
+def read_vocab(path: str | os.PathLike) -> dict[str, int]:
+    """``vocab.json`` as the ``{token: id}`` dict it holds."""
+    return _read_json_object(path, "vocab_file", "{token: id}")
+
+
+def read_merges(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """``merges.txt`` as a list of ``(left, right)`` pairs, earliest learned first (a ``#version`` line is skipped)."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")[:-1]  # subtle: like transformers, the last line is dropped (it is the "")
+    return [tuple(line.split()[:2]) for line in lines if not line.startswith("#version")]
+
+
+def read_tokenizer_settings(folder: str) -> dict:
+    """The :data:`TOKENIZER_SETTINGS` of ``folder/tokenizer_config.json``, defaults where it is absent or silent.
+
+    subtle: the published uncased config spells the flag ``do_lower_case``, which transformers ignores (so it
+    tokenizes the uncased model as cased!). We honour both spellings.
+    """
+    config = {}
+    config_file = os.path.join(folder, "tokenizer_config.json")
+    if os.path.isfile(config_file):
+        config = _read_json_object(config_file, "tokenizer_config", "of settings")
+    tokenizer_class = str(config.get("tokenizer_class") or "FlaubertTokenizer")
+    if not tokenizer_class.startswith("Flaubert"):  # a CamemBERT's or a BERT's: other rules, other vocabulary
+        raise ValueError(f"{config_file} is for a {tokenizer_class}, not FlauBERT's tokenizer: minflaubert "
+                         "runs FlauBERT only (load this one with transformers)")
+    return {
+        "do_lowercase": bool(config.get("do_lowercase", False) or config.get("do_lower_case", False)),
+        "model_max_length": config.get("model_max_length", VERY_LARGE_INTEGER),
+        "clean_up_tokenization_spaces": config.get("clean_up_tokenization_spaces", False),
+    }
+
+
+def write_tokenizer_files(folder: str | os.PathLike, vocab: dict[str, int], merges: Sequence[tuple[str, str]],
+                          do_lowercase: bool, model_max_length: int, clean_up_tokenization_spaces: bool,
+                          additional_special_tokens: Sequence[str] = ADDITIONAL_SPECIAL_TOKENS) -> tuple[str, str, str]:
+    """The three files of a FlauBERT tokenizer, as transformers writes them: ``vocab.json`` (``{token: id}``),
+    ``merges.txt`` (one ``left right`` line per merge, earliest first) and ``tokenizer_config.json``."""
+    folder = os.fspath(folder)
+    os.makedirs(folder, exist_ok=True)
+    paths = tuple(os.path.join(folder, name) for name in ("vocab.json", "merges.txt", "tokenizer_config.json"))
+    with open(paths[0], "w", encoding="utf-8") as f:
+        f.write(json.dumps(vocab, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    with open(paths[1], "w", encoding="utf-8") as f:
+        f.writelines(f"{left} {right}\n" for left, right in merges)
+    config = {
+        "tokenizer_class": "FlaubertTokenizer",
+        "do_lowercase": bool(do_lowercase),
+        "model_max_length": int(model_max_length),
+        "clean_up_tokenization_spaces": bool(clean_up_tokenization_spaces),
+        **SPECIAL_TOKENS,
+        "additional_special_tokens": list(additional_special_tokens),
+    }
+    with open(paths[2], "w", encoding="utf-8") as f:
+        f.write(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    return paths
+
+
+def _read_json_object(path, argument: str, what: str) -> dict:
+    """Read a JSON file that must hold an object; a ValueError naming ``argument`` and the path otherwise."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{argument}: {os.fspath(path)!r} is not valid UTF-8 JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{argument}: {os.fspath(path)!r} must hold a JSON object {what}")
+    return value
