@@ -28,7 +28,7 @@ import numpy as np
 from minflaubert import FlaubertTokenizer, FlaubertWithLMHeadModel
 from minflaubert.tokenization.bpe_train import read_paragraphs
 from minflaubert.checkpoints.hub import shipped_model
-from minflaubert.apps.pipelines import pad
+from minflaubert.models.batching import pad
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpus"  # ../shared beside the checkout
 MASK_RATE = 0.15

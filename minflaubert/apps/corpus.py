@@ -419,7 +419,9 @@ def embed_corpus(inputs, output, model=None, pooling: str = "mean", normalize: b
     (``"tcp://HOST:PORT"``). -> a summary: folder, lines, shards, dimension, and how many shards were resumed.
     """
     from ..checkpoints.hub import resolve_name
-    from .pipelines import POOLINGS, check_choice, check_positive, default_model
+    from ..models.inputs import check_choice, check_positive
+    from ..models.sentences import POOLINGS
+    from .pipelines import default_model
 
     for module in ("pyarrow", "threadpoolctl", *(["distributed"] if dask else [])):
         import_extra(module)  # fail now, not after hashing a corpus

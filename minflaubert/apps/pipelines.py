@@ -36,6 +36,9 @@ from ..models.config import FlaubertConfig
 from ..models.heads import (FlaubertForQuestionAnswering, FlaubertForQuestionAnsweringSimple,
                     FlaubertForSequenceClassification, FlaubertForTokenClassification, FlaubertWithLMHeadModel)
 from ..checkpoints.hub import HUB_OPTIONS, resolve_name, shipped_model
+from ..models.batching import batches_by_length, pad
+from ..models.inputs import check_choice, check_positive
+from ..models.sentences import POOLINGS, pool
 from ..nn.layers import softmax
 from ..models.model import FlaubertModel, FlaubertPreTrainedModel
 from ..tokenization.tokenizer import FlaubertTokenizer
@@ -193,35 +196,6 @@ class Pipeline:
         return f"{type(self).__name__}(model={self.model!r}, options={self.defaults})"
 
 
-def batches_by_length(lengths: list[int], size: int) -> list[list[int]]:
-    """Indices of the inputs, shortest first, cut into batches of ``size``: each batch is then padded to a length
-    close to that of its own inputs rather than to the longest input of all (padding is computation spent on
-    nothing)."""
-    order = sorted(range(len(lengths)), key=lengths.__getitem__)
-    return [order[i:i + size] for i in range(0, len(order), size)]
-
-
-def pad(rows: list[list], value) -> np.ndarray:
-    """Right-pad lists of numbers to the longest one: [batch, longest]."""
-    longest = max(len(row) for row in rows)
-    return np.array([list(row) + [value] * (longest - len(row)) for row in rows])
-
-
-def check_positive(name: str, value, allow_none: bool = False):
-    """An integer >= 1 (or None where allowed), else a ValueError naming the option."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer{' or None' if allow_none else ''}, got {value!r}")
-    return int(value)
-
-
-def check_choice(name: str, value, choices: tuple):
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-    return value
-
-
 def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -327,30 +301,6 @@ class FeatureExtractionPipeline(Pipeline):
     def postprocess(self, text, features, outputs, pooling, normalize):
         vectors = outputs[0]["last_hidden_state"][:len(features[0]["input_ids"])]  # drop the padding rows
         return vectors if pooling is None else pool(vectors, pooling, normalize)
-
-
-POOLINGS = ("mean", "first", "max")
-
-
-def pool(token_vectors: np.ndarray, pooling: str, normalize: bool = False) -> np.ndarray:
-    """One text's token vectors [tokens, dim] (its own tokens only, no padding) -> one [dim] sentence vector.
-
-    ``"mean"`` averages them (``<s>`` and ``</s>`` included), ``"first"`` takes the vector of ``<s>``, ``"max"``
-    keeps each feature's largest value over the tokens. Which one suits a task is for you to measure: FlauBERT was
-    not trained to make sentence vectors, so none of them is "the" sentence embedding. ``normalize`` divides the
-    vector by its Euclidean length, so that the dot product of two vectors is their cosine similarity.
-    """
-    if pooling == "mean":
-        vector = token_vectors.mean(axis=0)
-    elif pooling == "first":
-        vector = token_vectors[0]
-    elif pooling == "max":
-        vector = token_vectors.max(axis=0)
-    else:
-        raise ValueError(f"pooling must be one of {', '.join(map(repr, POOLINGS))}, got {pooling!r}")
-    if normalize:
-        vector = vector / max(float(np.linalg.norm(vector)), 1e-12)  # 1e-12: an all-zero vector stays zero
-    return vector.astype(np.float32, copy=False)
 
 
 # ----------------------------------------------------------------------------------------------------------------

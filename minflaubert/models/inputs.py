@@ -56,6 +56,21 @@ def check_shape(array: np.ndarray, name: str, shape: tuple) -> None:
         raise ValueError(f"{name} must have shape {shape} (like input_ids), got {array.shape}")
 
 
+def check_positive(name: str, value, allow_none: bool = False):
+    """An integer >= 1 (or None where allowed), else a ValueError naming the option."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer{' or None' if allow_none else ''}, got {value!r}")
+    return int(value)
+
+
+def check_choice(name: str, value, choices: tuple):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
 def encoder_inputs(config, input_ids=None, attention_mask=None, langs=None, token_type_ids=None, position_ids=None,
                    lengths=None, cache=None, inputs_embeds=None) -> dict:
     """Validate and convert the encoder's inputs; returns them as a dict of arrays (or None)."""

@@ -1,8 +1,8 @@
 """Sentence vectors for a list of texts: ``FlaubertModel.encode(texts)``, the call sentence-transformers users know.
 
-The same numbers as the feature-extraction pipeline with a pooling (``pipelines.pool`` does the pooling for both),
+The same numbers as the feature-extraction pipeline with a pooling (``pool``, below, does the pooling for both),
 but made for long lists: texts are tokenized once, sorted by length and run in batches of similar lengths
-(``pipelines.batches_by_length``), and each batch is pooled as soon as it is computed, so memory holds one
+(``batching.batches_by_length``), and each batch is pooled as soon as it is computed, so memory holds one
 ``(n, emb_dim)`` float32 array plus one batch, never every token vector of every text.
 """
 from __future__ import annotations
@@ -12,7 +12,8 @@ import sys
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..apps.pipelines import POOLINGS, batches_by_length, check_choice, check_positive, pad, pool
+from .batching import batches_by_length, pad
+from .inputs import check_choice, check_positive
 
 PROGRESS_FROM_BATCHES = 10  # progress=None shows a bar (on a terminal) from this many batches on
 
@@ -54,3 +55,27 @@ def check_texts(texts) -> list[str]:
     if bad is not None:
         raise TypeError(f"texts must be strings, got a {type(bad).__name__}: {bad!r}"[:200])
     return texts
+
+
+POOLINGS = ("mean", "first", "max")
+
+
+def pool(token_vectors: np.ndarray, pooling: str, normalize: bool = False) -> np.ndarray:
+    """One text's token vectors [tokens, dim] (its own tokens only, no padding) -> one [dim] sentence vector.
+
+    ``"mean"`` averages them (``<s>`` and ``</s>`` included), ``"first"`` takes the vector of ``<s>``, ``"max"``
+    keeps each feature's largest value over the tokens. Which one suits a task is for you to measure: FlauBERT was
+    not trained to make sentence vectors, so none of them is "the" sentence embedding. ``normalize`` divides the
+    vector by its Euclidean length, so that the dot product of two vectors is their cosine similarity.
+    """
+    if pooling == "mean":
+        vector = token_vectors.mean(axis=0)
+    elif pooling == "first":
+        vector = token_vectors[0]
+    elif pooling == "max":
+        vector = token_vectors.max(axis=0)
+    else:
+        raise ValueError(f"pooling must be one of {', '.join(map(repr, POOLINGS))}, got {pooling!r}")
+    if normalize:
+        vector = vector / max(float(np.linalg.norm(vector)), 1e-12)  # 1e-12: an all-zero vector stays zero
+    return vector.astype(np.float32, copy=False)
