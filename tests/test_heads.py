@@ -13,8 +13,9 @@ from conftest import FIXTURES, compare_outputs, flatten_output
 from minflaubert import (FlaubertConfig, FlaubertForMultipleChoice, FlaubertForQuestionAnswering,
                          FlaubertForQuestionAnsweringSimple, FlaubertForSequenceClassification,
                          FlaubertForTokenClassification, FlaubertTokenizer, FlaubertWithLMHeadModel)
-from minflaubert.models.heads import (adaptive_log_softmax, adaptive_softmax_shapes, binary_cross_entropy_with_logits,
-                               cross_entropy, log_softmax, mse, sequence_summary, top_k)
+from minflaubert.models.heads import adaptive_log_softmax, adaptive_softmax_shapes, sequence_summary
+from minflaubert.models.losses import binary_cross_entropy_with_logits, cross_entropy, log_softmax, mse
+from minflaubert.models.squad import top_k
 from minflaubert.checkpoints.weights import unflatten
 
 TINY = dict(vocab_size=99, emb_dim=32, n_layers=2, n_heads=4, max_position_embeddings=64)

@@ -5,58 +5,20 @@ names transformers saves them under), a ``__call__`` with transformers' exact ar
 turns the last hidden state [batch, seq, dim] (and the labels, if any) into the output fields. ``HeadModel.run``
 does the rest for all six: check the inputs, run the encoder, call ``head``, pack the output class.
 
-The math comes first, as plain functions with shape comments; dropout is absent since we only run inference.
+The math comes first, as plain functions with shape comments; the losses are in ``losses.py`` and the SQuAD head's
+math in ``squad.py``. Dropout is absent since we only run inference.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .inputs import as_array, as_floats, as_indices
-from ..nn.layers import gelu, layer_norm, linear, relu, softmax
+from ..nn.layers import gelu, linear, relu
+from .losses import binary_cross_entropy_with_logits, cross_entropy, log_softmax, mse, nll_loss
 from .model import FlaubertPreTrainedModel
 from .outputs import (FlaubertForQuestionAnsweringOutput, MaskedLMOutput, MultipleChoiceModelOutput,
                       QuestionAnsweringModelOutput, SequenceClassifierOutput, TokenClassifierOutput)
-
-IGNORE_INDEX = -100  # labels equal to this take no part in a cross-entropy (PyTorch's default ignore_index)
-MASKED_LOGIT = np.float32(1e30)  # what the SQuAD head subtracts at p_mask positions (large, but not -inf)
-
-
-# ----------------------------------------------------------------------------------------------------- losses
-def log_softmax(x, axis=-1):  # [..., classes] -> [..., classes]
-    """log(softmax(x)) computed as x - logsumexp(x), which neither overflows nor takes the log of 0."""
-    shifted = x - x.max(axis=axis, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
-
-
-def nll_loss(log_probs, labels, ignore_index=IGNORE_INDEX):  # [..., classes], [...] -> scalar
-    """The mean of -log p(label) over the labels that are not ``ignore_index``.
-
-    subtle: when every label is ignored the mean is 0/0 = nan, which is what PyTorch returns too.
-    """
-    log_probs = log_probs.reshape(-1, log_probs.shape[-1])
-    labels = labels.reshape(-1)
-    keep = labels != ignore_index
-    if not keep.any():
-        return np.float32(np.nan)
-    picked = log_probs[np.flatnonzero(keep), labels[keep]]
-    return np.float32(-picked.astype(np.float64).mean())
-
-
-def cross_entropy(logits, labels, ignore_index=IGNORE_INDEX):  # [..., classes], [...] -> scalar
-    return nll_loss(log_softmax(logits), labels, ignore_index)
-
-
-def binary_cross_entropy_with_logits(logits, targets):  # [...], [...] -> scalar
-    """mean(-t log sigmoid(x) - (1 - t) log(1 - sigmoid(x))), written as max(x, 0) - x t + log(1 + exp(-|x|)).
-
-    The rewritten form is the same number without ever exponentiating a large positive value.
-    """
-    x, t = logits.astype(np.float64), targets.astype(np.float64)
-    return np.float32((np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))).mean())
-
-
-def mse(predictions, targets):  # [...], [...] -> scalar
-    return np.float32(np.square(predictions.astype(np.float64) - targets).mean())
+from .squad import squad_beam_search, squad_loss, squad_shapes
 
 
 # ---------------------------------------------------------------------------------------- adaptive softmax
@@ -138,92 +100,6 @@ def sequence_summary(hidden, p, config, cls_index=None):  # [batch, seq, dim] ->
     if "summary" in p:
         x = linear(x, p["summary"])
     return SUMMARY_ACTIVATIONS[config.summary_activation](x)
-
-
-# ---------------------------------------------------------------------------------------------- SQuAD head
-def mask_logits(x, p_mask):  # [batch, seq, ...], p_mask broadcastable -> same
-    """x (1 - p_mask) - 1e30 p_mask: positions with p_mask = 1 (question, padding...) can never be chosen."""
-    return x if p_mask is None else x * (1 - p_mask) - MASKED_LOGIT * p_mask
-
-
-def start_logits(hidden, p, p_mask=None):  # [batch, seq, dim] -> [batch, seq]
-    return mask_logits(linear(hidden, p["dense"])[..., 0], p_mask)
-
-
-def end_logits(hidden, start_states, p, eps, p_mask=None):  # [..., seq, dim] x 2 -> [..., seq]
-    """Score each position as the end of a span that starts at the token whose state is ``start_states``."""
-    x = np.tanh(linear(np.concatenate([hidden, start_states], axis=-1), p["dense_0"]))
-    return mask_logits(linear(layer_norm(x, p["LayerNorm"], eps), p["dense_1"])[..., 0], p_mask)
-
-
-def answer_class_logits(hidden, start_states, p, cls_index=None):  # [batch, seq, dim], [batch, dim] -> [batch]
-    """SQuAD 2.0's "is there no answer?" logit, from the start state and the CLS token's state (default: last)."""
-    batch = hidden.shape[0]
-    cls_state = hidden[:, -1] if cls_index is None else hidden[np.arange(batch), cls_index]  # [batch, dim]
-    x = np.tanh(linear(np.concatenate([start_states, cls_state], axis=-1), p["dense_0"]))
-    return linear(x, p["dense_1"])[..., 0]
-
-
-def top_k(x, k, axis):  # [..., n, ...] -> values, indices: [..., k, ...], largest first
-    """torch.topk: the k largest values along ``axis`` and where they are.
-
-    subtle: a stable sort of -x keeps equal values in index order, the order torch.topk gives on CPU.
-    """
-    indices = np.take(np.argsort(-x, axis=axis, kind="stable"), np.arange(k), axis=axis)
-    return np.take_along_axis(x, indices, axis=axis), indices
-
-
-def squad_loss(hidden, p, config, start_positions, end_positions, cls_index=None, is_impossible=None,
-               p_mask=None):  # [batch, seq, dim], [batch] x 2 -> scalar
-    """Training: cross-entropy of the true start, and of the true end given the true start (teacher forcing).
-
-    With ``cls_index`` and ``is_impossible``, half the answer-class BCE is added (XLNet's weighting).
-    """
-    batch = hidden.shape[0]
-    starts = start_logits(hidden, p["start_logits"], p_mask)
-    true_start = np.broadcast_to(hidden[np.arange(batch), start_positions][:, None], hidden.shape)  # [b, s, d]
-    ends = end_logits(hidden, true_start, p["end_logits"], config.layer_norm_eps, p_mask)
-    loss = (cross_entropy(starts, start_positions) + cross_entropy(ends, end_positions)) / 2
-    if cls_index is not None and is_impossible is not None:
-        cls_logits = answer_class_logits(hidden, true_start[:, 0], p["answer_class"], cls_index)
-        loss += 0.5 * binary_cross_entropy_with_logits(cls_logits, is_impossible)
-    return np.float32(loss)
-
-
-def squad_beam_search(hidden, p, config, p_mask=None, cls_index=None) -> dict:  # [batch, seq, dim] -> fields
-    """Inference: the start_n_top best starts, and for each the end_n_top best ends.
-
-    subtle: transformers calls them ``*_log_probs`` but they are softmax probabilities; we return the same.
-    subtle: ``end_top_*`` [batch, end_n_top * start_n_top] are flattened end-major: entry e * start_n_top + s is
-    the e-th best end for the s-th best start.
-    """
-    batch, seq_len, dim = hidden.shape
-    start_probs = softmax(start_logits(hidden, p["start_logits"], p_mask))  # [b, s]
-    start_top_probs, start_top_index = top_k(start_probs, config.start_n_top, axis=-1)  # [b, k]
-    k = config.start_n_top
-    start_states = hidden[np.arange(batch)[:, None], start_top_index]  # [b, k, d]
-    start_states = np.broadcast_to(start_states[:, None], (batch, seq_len, k, dim))  # [b, s, k, d]
-    candidates = np.broadcast_to(hidden[:, :, None], (batch, seq_len, k, dim))  # [b, s, k, d]
-    ends = end_logits(candidates, start_states, p["end_logits"], config.layer_norm_eps,
-                      None if p_mask is None else p_mask[:, :, None])  # [b, s, k]
-    end_probs = softmax(ends, axis=1)  # over positions, for each start
-    end_top_probs, end_top_index = top_k(end_probs, config.end_n_top, axis=1)  # [b, end_n_top, k]
-    expected_start = np.einsum("bsd,bs->bd", hidden, start_probs)  # [b, d]: the start state, averaged
-    return dict(start_top_log_probs=start_top_probs, start_top_index=start_top_index,
-                end_top_log_probs=end_top_probs.reshape(batch, -1), end_top_index=end_top_index.reshape(batch, -1),
-                cls_logits=answer_class_logits(hidden, expected_start, p["answer_class"], cls_index))
-
-
-def squad_shapes(config) -> dict[str, tuple]:
-    dim = config.emb_dim
-    return {
-        "qa_outputs.start_logits.dense.weight": (1, dim), "qa_outputs.start_logits.dense.bias": (1,),
-        "qa_outputs.end_logits.dense_0.weight": (dim, 2 * dim), "qa_outputs.end_logits.dense_0.bias": (dim,),
-        "qa_outputs.end_logits.LayerNorm.weight": (dim,), "qa_outputs.end_logits.LayerNorm.bias": (dim,),
-        "qa_outputs.end_logits.dense_1.weight": (1, dim), "qa_outputs.end_logits.dense_1.bias": (1,),
-        "qa_outputs.answer_class.dense_0.weight": (dim, 2 * dim), "qa_outputs.answer_class.dense_0.bias": (dim,),
-        "qa_outputs.answer_class.dense_1.weight": (1, dim),
-    }
 
 
 # ------------------------------------------------------------------------------------------ checking labels
