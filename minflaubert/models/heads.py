@@ -1,9 +1,10 @@
 """The task heads: small functions on top of the encoder's last hidden state, and thin classes that wire them up.
 
-Every class below is ``FlaubertPreTrainedModel`` plus three things: ``head_shapes`` (its extra weights, by the
-names transformers saves them under), a ``__call__`` with transformers' exact arguments, and a ``head`` method that
-turns the last hidden state [batch, seq, dim] (and the labels, if any) into the output fields. ``HeadModel.run``
-does the rest for all six: check the inputs, run the encoder, call ``head``, pack the output class.
+Every class below is ``FlaubertPreTrainedModel`` plus two things: ``head_shapes`` (its extra weights, by the names
+transformers saves them under) and a ``head`` method that turns the last hidden state [batch, seq, dim] (and the
+labels, if any) into the output fields. ``__call__`` takes transformers' exact arguments: ``HeadModel``'s (with
+``labels``) for four heads, their own for the two question-answering heads. ``HeadModel.run`` does the rest for
+all six: check the inputs, run the encoder, call ``head``, pack the output class.
 
 The math comes first, as plain functions with shape comments; the losses are in ``losses.py`` and the SQuAD head's
 math in ``squad.py``. Dropout is absent since we only run inference.
@@ -119,23 +120,27 @@ def float_labels(labels, name, shape):
 
 
 # ----------------------------------------------------------------------------------------------- the classes
-ENCODER_ARGUMENTS = ("input_ids", "attention_mask", "langs", "token_type_ids", "position_ids", "lengths", "cache",
-                     "inputs_embeds", "output_attentions", "output_hidden_states")
-
-
 class HeadModel(FlaubertPreTrainedModel):
-    """The encoder plus a head. Subclasses define ``output_class``, ``head_shapes``, ``__call__`` and
-    ``head(last, **head_arguments) -> {field: array}``, which sees every ``__call__`` argument the encoder doesn't."""
+    """The encoder plus a head. Subclasses define ``output_class``, ``head_shapes`` and
+    ``head(last, **head_arguments) -> {field: array}``. The ``__call__`` here has transformers' arguments for the heads
+    trained with ``labels`` (language model, sequence and token classification, multiple choice); the two
+    question-answering heads, trained with answer positions, have their own."""
 
     output_class: type
 
-    def run(self, arguments: dict):
-        """``__call__``'s arguments -> the output: encoder arguments to the encoder, the rest to ``head``."""
-        arguments = {name: value for name, value in arguments.items() if name != "self"}
-        return_dict = arguments.pop("return_dict")
-        encoder_arguments = {name: arguments.pop(name) for name in ENCODER_ARGUMENTS}
+    def __call__(self, input_ids=None, attention_mask=None, langs=None, token_type_ids=None, position_ids=None,
+                 lengths=None, cache=None, inputs_embeds=None, labels=None, output_attentions=None,
+                 output_hidden_states=None, return_dict=None):
+        encoder_arguments = dict(
+            input_ids=input_ids, attention_mask=attention_mask, langs=langs, token_type_ids=token_type_ids,
+            position_ids=position_ids, lengths=lengths, cache=cache, inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        return self.run(encoder_arguments, return_dict, labels=labels)
+
+    def run(self, encoder_arguments: dict, return_dict, **head_arguments):
+        """The encoder on ``encoder_arguments``, then ``head`` on its last hidden state and ``head_arguments``."""
         last, hidden_states, attentions = self.run_encoder(**encoder_arguments)
-        output = self.output_class(**self.head(last, **arguments), hidden_states=hidden_states,
+        output = self.output_class(**self.head(last, **head_arguments), hidden_states=hidden_states,
                                    attentions=attentions)
         return output if return_dict is not False else output.to_tuple()
 
@@ -174,11 +179,6 @@ class FlaubertWithLMHeadModel(HeadModel):
             del state[self.TIED]
         return state
 
-    def __call__(self, input_ids=None, attention_mask=None, langs=None, token_type_ids=None, position_ids=None,
-                 lengths=None, cache=None, inputs_embeds=None, labels=None, output_attentions=None,
-                 output_hidden_states=None, return_dict=None):
-        return self.run(locals())  # subtle: locals() on the first line is exactly the arguments
-
     def head(self, last, labels):  # [batch, seq, dim] -> logits [batch, seq, vocab]
         p = self.params["pred_layer"]["proj"]
         if self.config.asm:
@@ -201,11 +201,6 @@ class FlaubertForSequenceClassification(HeadModel):
     @classmethod
     def head_shapes(cls, config):
         return summary_shapes(config)
-
-    def __call__(self, input_ids=None, attention_mask=None, langs=None, token_type_ids=None, position_ids=None,
-                 lengths=None, cache=None, inputs_embeds=None, labels=None, output_attentions=None,
-                 output_hidden_states=None, return_dict=None):
-        return self.run(locals())  # subtle: locals() on the first line is exactly the arguments
 
     def head(self, last, labels):  # [batch, seq, dim] -> logits [batch, num_labels]
         logits = sequence_summary(last, self.params.get("sequence_summary", {}), self.config)
@@ -244,11 +239,6 @@ class FlaubertForTokenClassification(HeadModel):
     @classmethod
     def head_shapes(cls, config):
         return {"classifier.weight": (config.num_labels, config.emb_dim), "classifier.bias": (config.num_labels,)}
-
-    def __call__(self, input_ids=None, attention_mask=None, langs=None, token_type_ids=None, position_ids=None,
-                 lengths=None, cache=None, inputs_embeds=None, labels=None, output_attentions=None,
-                 output_hidden_states=None, return_dict=None):
-        return self.run(locals())  # subtle: locals() on the first line is exactly the arguments
 
     def head(self, last, labels):  # [batch, seq, dim] -> logits [batch, seq, num_labels]
         logits = linear(last, self.params["classifier"])
@@ -293,7 +283,11 @@ class FlaubertForQuestionAnsweringSimple(HeadModel):
     def __call__(self, input_ids=None, attention_mask=None, langs=None, token_type_ids=None, position_ids=None,
                  lengths=None, cache=None, inputs_embeds=None, start_positions=None, end_positions=None,
                  output_attentions=None, output_hidden_states=None, return_dict=None):
-        return self.run(locals())  # subtle: locals() on the first line is exactly the arguments
+        encoder_arguments = dict(
+            input_ids=input_ids, attention_mask=attention_mask, langs=langs, token_type_ids=token_type_ids,
+            position_ids=position_ids, lengths=lengths, cache=cache, inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        return self.run(encoder_arguments, return_dict, start_positions=start_positions, end_positions=end_positions)
 
     def head(self, last, start_positions, end_positions):  # [batch, seq, dim] -> 2 x [batch, seq]
         logits = linear(last, self.params["qa_outputs"])  # [batch, seq, 2]
@@ -320,7 +314,12 @@ class FlaubertForQuestionAnswering(HeadModel):
                  lengths=None, cache=None, inputs_embeds=None, start_positions=None, end_positions=None,
                  is_impossible=None, cls_index=None, p_mask=None, output_attentions=None,
                  output_hidden_states=None, return_dict=None):
-        return self.run(locals())  # subtle: locals() on the first line is exactly the arguments
+        encoder_arguments = dict(
+            input_ids=input_ids, attention_mask=attention_mask, langs=langs, token_type_ids=token_type_ids,
+            position_ids=position_ids, lengths=lengths, cache=cache, inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        return self.run(encoder_arguments, return_dict, start_positions=start_positions, end_positions=end_positions,
+                        is_impossible=is_impossible, cls_index=cls_index, p_mask=p_mask)
 
     def head(self, last, start_positions, end_positions, is_impossible, cls_index, p_mask):
         batch, seq_len, _ = last.shape
@@ -341,22 +340,23 @@ class FlaubertForQuestionAnswering(HeadModel):
         return squad_beam_search(last, p, config, p_mask, cls_index)
 
 
-def flatten_choices(arguments: dict) -> dict:
-    """[batch, choices, seq] inputs -> [batch * choices, seq], so each (question, choice) pair is one sequence."""
-    if arguments["lengths"] is not None:
+def flatten_choices(encoder_arguments: dict) -> tuple[dict, int | None]:
+    """[batch, choices, seq] inputs -> ([batch * choices, seq] inputs, choices): each (question, choice) pair is one
+    sequence."""
+    if encoder_arguments["lengths"] is not None:
         # transformers warns and drops lengths here (they would count per row, not per choice): refuse instead.
         raise ValueError("lengths cannot be used with FlaubertForMultipleChoice: pass an attention_mask instead")
-    flat = dict(arguments)
+    flat, num_choices = dict(encoder_arguments), None
     for name in ("input_ids", "attention_mask", "langs", "token_type_ids", "position_ids", "inputs_embeds"):
-        if arguments[name] is None:
+        if encoder_arguments[name] is None:
             continue
-        value, rank = as_array(arguments[name], name), 4 if name == "inputs_embeds" else 3
+        value, rank = as_array(encoder_arguments[name], name), 4 if name == "inputs_embeds" else 3
         if value.ndim != rank:
             raise ValueError(f"{name} must have {rank} dimensions [batch, choices, seq{', dim' * (rank == 4)}] "
                              f"for multiple choice, got shape {value.shape}")
         flat[name] = value.reshape(-1, *value.shape[2:])
-        flat["num_choices"] = value.shape[1]  # inputs that disagree fail the encoder's shape checks
-    return flat
+        num_choices = value.shape[1]  # inputs that disagree fail the encoder's shape checks
+    return flat, num_choices
 
 
 class FlaubertForMultipleChoice(HeadModel):
@@ -372,10 +372,10 @@ class FlaubertForMultipleChoice(HeadModel):
                              f"summary_use_proj and summary_proj_to_labels")
         return {**summary_shapes(config), "logits_proj.weight": (1, config.num_labels), "logits_proj.bias": (1,)}
 
-    def __call__(self, input_ids=None, attention_mask=None, langs=None, token_type_ids=None, position_ids=None,
-                 lengths=None, cache=None, inputs_embeds=None, labels=None, output_attentions=None,
-                 output_hidden_states=None, return_dict=None):
-        return self.run(flatten_choices(locals()))  # subtle: locals() on the first line is exactly the arguments
+    def run(self, encoder_arguments: dict, return_dict, labels):
+        """Each (context, choice) pair runs through the encoder as one sequence; ``head`` regroups them."""
+        flat, num_choices = flatten_choices(encoder_arguments)
+        return super().run(flat, return_dict, labels=labels, num_choices=num_choices)
 
     def head(self, last, labels, num_choices):  # [batch * choices, seq, dim] -> logits [batch, choices]
         summary = sequence_summary(last, self.params.get("sequence_summary", {}), self.config)  # [b * c, num_labels]
