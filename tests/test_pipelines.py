@@ -13,7 +13,9 @@ import pytest
 from conftest import FIXTURES, PARITY
 from minflaubert import FlaubertForSequenceClassification, FlaubertModel
 from minflaubert.nn.layers import softmax
-from minflaubert.apps.pipelines import TASKS, group_entities, pipeline, windows
+from minflaubert.apps.pipelines import TASKS, pipeline
+from minflaubert.apps.question_answering import windows
+from minflaubert.apps.token_classification import group_entities
 
 TEXTS = ["Le chat dort sur le canapé depuis ce matin.", "Paris", "Marie habite à Lyon et travaille à Genève.",
          "Quelle heure est-il ? Il est déjà midi !"]

@@ -222,7 +222,7 @@ def embed_texts(extract, texts: list[str], pooling: str, normalize: bool, progre
     worker's stderr is a pipe nobody may be reading (a full pipe blocks the worker). So the warnings are counted
     here and the job reports the total once.
     """
-    from .pipelines import TextCutWarning
+    from .pipeline_base import TextCutWarning
 
     window = WINDOW_BATCHES * extract.batch_size
     vectors = np.empty((len(texts), extract.model.config.emb_dim), dtype=np.float32)
