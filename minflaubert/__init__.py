@@ -29,8 +29,8 @@ _EXPORTS = {
     "AutoModelForMultipleChoice": "models.auto",
     "pipeline": "apps.pipelines",
     "embed_corpus": "apps.corpus",
-    "read_embeddings": "apps.corpus",
-    "iter_embeddings": "apps.corpus",
+    "read_embeddings": "apps.shards",
+    "iter_embeddings": "apps.shards",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURES, REPO, require
-from minflaubert.apps.corpus import ShardJob, embed_corpus, loaded_pipeline, model_sha256, read_lines
+from minflaubert.apps.corpus import ShardJob, embed_corpus, loaded_pipeline, model_sha256
+from minflaubert.apps.lines import read_lines
 from test_cli import assert_error, json_lines, run
 
 MODEL = FIXTURES / "tiny-model"

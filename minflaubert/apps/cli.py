@@ -8,7 +8,7 @@ Conventions, so the commands compose in a shell: results go to stdout as JSON li
 in input order), progress bars and messages to stderr, and an error is one line on stderr with a non-zero exit
 (1 for a failure, 2 for a wrong command line, 130 after Ctrl-C). Texts come from the arguments, or else from stdin,
 one per line: a line ends at ``\n`` (or ``\r\n``) and nowhere else, and invalid UTF-8 is an error naming the line
-(``corpus.read_lines``). Output is UTF-8 whatever the locale. When the reader of stdout goes away (``| head -1``)
+(``lines.read_lines``). Output is UTF-8 whatever the locale. When the reader of stdout goes away (``| head -1``)
 the command stops quietly with status 141, as coreutils do. ``--quiet`` silences progress bars and warnings.
 Without ``--model``, ``fill-mask``, ``embed`` and ``info`` use ``weights/flaubert_tiny``, the small FlauBERT shipped
 with minflaubert (offline); ``classify``, ``ner`` and ``qa`` need a fine-tuned checkpoint, so ``--model`` is required.
@@ -209,9 +209,9 @@ def _jsonable(value):
 
 
 def texts_of(args) -> list[str]:
-    """The command's texts: its arguments, else the lines of stdin (``corpus.read_lines``: the embed command's rule).
+    """The command's texts: its arguments, else the lines of stdin (``lines.read_lines``: the embed command's rule).
     """
-    from .corpus import read_lines
+    from .lines import read_lines
 
     texts = [checked_argument(number, text) for number, text in enumerate(args.texts, start=1)] \
         or list(read_lines("-"))
@@ -334,7 +334,7 @@ def run_info(args) -> None:
 def run_train_bpe(args) -> None:
     from ..checkpoints.atomic import atomic_folder
     from ..tokenization.bpe_train import train_bpe
-    from .corpus import read_lines
+    from .lines import read_lines
     from ..tokenization.files import write_tokenizer_files
 
     for option in ("vocab_size", "min_frequency", "model_max_length"):
