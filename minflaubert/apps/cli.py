@@ -92,34 +92,45 @@ def stop_writing() -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``minflaubert`` parser: one subcommand per pipeline and per tool, listed by ``--help`` in this order."""
     parser = argparse.ArgumentParser(prog="minflaubert",
                                      description="FlauBERT on a laptop: pipelines and checkpoint tools.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Run 'minflaubert COMMAND --help' for a command's options.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_any_model_commands(commands)
+    add_fine_tuned_commands(commands)
+    add_tool_commands(commands)
+    return parser
 
-    def command(name, run, help, model=True, texts=True, model_required=False):
-        sub = commands.add_parser(name, help=help, description=help, epilog=f"example:\n  {EXAMPLES[name]}",
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-        sub.set_defaults(run=run)
-        sub.add_argument("--quiet", action="store_true", help="no progress bars, no warnings")
-        if texts:
-            sub.add_argument("texts", nargs="*", metavar="TEXT", help="texts to process (default: stdin, one per line)")
-        if model:
-            sub.add_argument("--model", required=model_required,
-                             help="checkpoint folder or hub repository id" + (
-                                 " (fine-tuned for this task)" if model_required else " (default: weights/flaubert_tiny)"))
-            sub.add_argument("--batch-size", type=int, default=8, help="texts per forward pass (default: 8)")
-        return sub
 
-    sub = command("fill-mask", run_fill_mask, "Propose words for the mask token <special1>.")
+def add_command(commands, name, run, help, model=True, texts=True, model_required=False):
+    """A subcommand with the options all share (``--quiet``), and the texts and ``--model`` where it takes them."""
+    sub = commands.add_parser(name, help=help, description=help, epilog=f"example:\n  {EXAMPLES[name]}",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub.set_defaults(run=run)
+    sub.add_argument("--quiet", action="store_true", help="no progress bars, no warnings")
+    if texts:
+        sub.add_argument("texts", nargs="*", metavar="TEXT", help="texts to process (default: stdin, one per line)")
+    if model:
+        sub.add_argument("--model", required=model_required,
+                         help="checkpoint folder or hub repository id" + (
+                             " (fine-tuned for this task)" if model_required
+                             else " (default: weights/flaubert_tiny)"))
+        sub.add_argument("--batch-size", type=int, default=8, help="texts per forward pass (default: 8)")
+    return sub
+
+
+def add_any_model_commands(commands) -> None:
+    """fill-mask and embed: any checkpoint serves (the shipped flaubert_tiny by default)."""
+    sub = add_command(commands, "fill-mask", run_fill_mask, "Propose words for the mask token <special1>.")
     sub.add_argument("--top-k", type=int, default=5, help="proposals per mask (default: 5)")
     sub.add_argument("--targets", nargs="+", metavar="WORD", help="rank only these words")
     allow_random_head(sub)
 
-    sub = command("embed", run_embed, "One vector per line of text files: Parquet shards in a folder (resumable, "
-                  "optionally on a Dask cluster), or one .npy array for a small job.", texts=False)
+    sub = add_command(commands, "embed", run_embed, "One vector per line of text files: Parquet shards in a folder "
+                      "(resumable, optionally on a Dask cluster), or one .npy array for a small job.", texts=False)
     sub.add_argument("inputs", nargs="*", metavar="FILE",
                      help="UTF-8 text files, one text per line, .gz decompressed ('-' or none: stdin)")
     sub.add_argument("-o", "--output", required=True,
@@ -134,19 +145,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--overwrite", action="store_true",
                      help="start over in a folder that holds embeddings made with other settings")
 
-    sub = command("classify", run_classify, "Label texts with a sequence-classification checkpoint.",
-                  model_required=True)
+
+def add_fine_tuned_commands(commands) -> None:
+    """classify, ner and qa: they need a checkpoint fine-tuned for the task (--model is required)."""
+    sub = add_command(commands, "classify", run_classify, "Label texts with a sequence-classification checkpoint.",
+                      model_required=True)
     allow_random_head(sub)
     sub.add_argument("--top-k", type=int, default=1, help="labels per text (default: 1; 0 = all)")
 
-    sub = command("ner", run_ner, "Tag entities (character spans) with a token-classification checkpoint.",
-                  model_required=True)
+    sub = add_command(commands, "ner", run_ner,
+                      "Tag entities (character spans) with a token-classification checkpoint.", model_required=True)
     allow_random_head(sub)
     sub.add_argument("--aggregation", default="simple",
                      choices=["none", "simple", "first", "average", "max"],
                      help="how pieces and words are grouped into entities (default: simple)")
 
-    sub = command("qa", run_qa, "Find the answer to a question in a context.", texts=False, model_required=True)
+    sub = add_command(commands, "qa", run_qa, "Find the answer to a question in a context.", texts=False,
+                      model_required=True)
     allow_random_head(sub)
     sub.add_argument("--question", required=True)
     context = sub.add_mutually_exclusive_group(required=True)
@@ -155,27 +170,31 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--top-k", type=int, default=1, help="answers to give (default: 1)")
     sub.add_argument("--doc-stride", type=int, help="overlap in tokens between windows of a long context")
 
-    sub = command("download", run_download,
-                  "Download a hub repository's model and tokenizer into huggingface_hub's cache (shared with "
-                  "transformers; $HF_HOME moves it, $HF_ENDPOINT picks a mirror).", model=False, texts=False)
+
+def add_tool_commands(commands) -> None:
+    """download, convert, info and train-bpe: the tools for checkpoints and tokenizers."""
+    sub = add_command(commands, "download", run_download,
+                      "Download a hub repository's model and tokenizer into huggingface_hub's cache (shared with "
+                      "transformers; $HF_HOME moves it, $HF_ENDPOINT picks a mirror).", model=False, texts=False)
     sub.add_argument("name", help=f"a repository id (owner/name) or a published short name: "
                                   f"{', '.join(sorted(hub.registry()))}")
     sub.add_argument("--revision", help="branch, tag or commit hash (default: main)")
     sub.add_argument("--cache-dir", help="another cache folder (default: huggingface_hub's, ~/.cache/huggingface/hub)")
 
-    sub = command("convert", run_convert, "Convert a folder's pytorch_model.bin to model.safetensors (no torch).",
-                  model=False, texts=False)
+    sub = add_command(commands, "convert", run_convert,
+                      "Convert a folder's pytorch_model.bin to model.safetensors (no torch).", model=False, texts=False)
     sub.add_argument("folder", help="checkpoint folder holding pytorch_model.bin")
     sub.add_argument("--output", help="folder to write into (default: the same folder)")
     sub.add_argument("--overwrite", action="store_true", help="replace an existing model.safetensors")
 
-    sub = command("info", run_info, "Describe a checkpoint: architecture, size, heads, the tasks it serves.",
-                  model=False, texts=False)
+    sub = add_command(commands, "info", run_info, "Describe a checkpoint: architecture, size, heads, the tasks it "
+                      "serves.", model=False, texts=False)
     sub.add_argument("model", nargs="?", default=None,
                      help="checkpoint folder or hub repository id (default: weights/flaubert_tiny)")
 
-    sub = command("train-bpe", run_train_bpe, "Learn a FlauBERT BPE vocabulary from text files (one paragraph a "
-                  "line) and write vocab.json, merges.txt and tokenizer_config.json.", model=False, texts=False)
+    sub = add_command(commands, "train-bpe", run_train_bpe, "Learn a FlauBERT BPE vocabulary from text files (one "
+                      "paragraph a line) and write vocab.json, merges.txt and tokenizer_config.json.", model=False,
+                      texts=False)
     sub.add_argument("inputs", nargs="+", metavar="FILE", help="UTF-8 text files ('-': stdin; .gz decompressed)")
     sub.add_argument("-o", "--output", required=True, help="the folder to write the tokenizer files into")
     sub.add_argument("--vocab-size", type=int, required=True,
@@ -184,7 +203,6 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "flaubert_base_uncased)")
     sub.add_argument("--min-frequency", type=int, default=2, help="stop when the best pair is rarer (default: 2)")
     sub.add_argument("--model-max-length", type=int, default=512, help="written to tokenizer_config.json")
-    return parser
 
 
 def allow_random_head(sub) -> None:

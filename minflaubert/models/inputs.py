@@ -74,16 +74,8 @@ def check_choice(name: str, value, choices: tuple):
 def encoder_inputs(config, input_ids=None, attention_mask=None, langs=None, token_type_ids=None, position_ids=None,
                    lengths=None, cache=None, inputs_embeds=None) -> dict:
     """Validate and convert the encoder's inputs; returns them as a dict of arrays (or None)."""
-    if (input_ids is None) == (inputs_embeds is None):
-        raise ValueError("pass exactly one of input_ids and inputs_embeds")
-    if input_ids is not None:
-        input_ids = as_indices(input_ids, "input_ids", 2, 0, config.vocab_size)
-        shape = input_ids.shape
-    else:
-        inputs_embeds = as_floats(inputs_embeds, "inputs_embeds", 3)
-        if inputs_embeds.shape[-1] != config.emb_dim:
-            raise ValueError(f"inputs_embeds must have width emb_dim={config.emb_dim}, got {inputs_embeds.shape[-1]}")
-        shape = inputs_embeds.shape[:2]
+    input_ids, inputs_embeds = ids_or_embeddings(config, input_ids, inputs_embeds)
+    shape = input_ids.shape if input_ids is not None else inputs_embeds.shape[:2]
     batch, seq_len = shape
     if batch == 0 or seq_len == 0:
         raise ValueError(f"the input must hold at least one token in at least one sequence, got shape {shape}")
@@ -113,23 +105,40 @@ def encoder_inputs(config, input_ids=None, attention_mask=None, langs=None, toke
         if lengths.shape != (batch,):
             raise ValueError(f"lengths must have one entry per sequence ({batch}), got shape {lengths.shape}")
     if cache is not None:
-        if not isinstance(cache, dict):
-            raise TypeError(f"cache must be a dict (start with {{}}), got {type(cache).__name__}")
-        if not config.causal:
-            raise ValueError("cache is for incremental decoding, which only a causal model (causal=True) does")
-        cached = cache.get("slen", 0)
-        if cached and input_ids is None:
-            # The cache lets input_ids be cut to the new positions; inputs_embeds can't be, so the keys of the old
-            # positions would be appended a second time (and the mask would no longer match the keys).
-            raise ValueError(f"cache already holds {cached} positions: continue incremental decoding with input_ids, "
-                             f"not inputs_embeds")
-        if cached >= seq_len:
-            raise ValueError(f"cache already holds {cached} positions: pass the whole sequence so far, "
-                             f"longer than that (got {seq_len})")
-        cached_batch = next((layer["k"].shape[0] for layer in cache.values() if isinstance(layer, dict)
-                             and "k" in layer), batch)
-        if cached and cached_batch != batch:
-            raise ValueError(f"cache holds {cached_batch} sequence(s) but input_ids has {batch}: "
-                             f"use one cache per batch")
+        check_cache(config, cache, input_ids, batch, seq_len)
     return dict(input_ids=input_ids, attention_mask=attention_mask, langs=langs, token_type_ids=token_type_ids,
                 position_ids=position_ids, lengths=lengths, cache=cache, inputs_embeds=inputs_embeds)
+
+
+def ids_or_embeddings(config, input_ids, inputs_embeds) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Exactly one of token ids [batch, seq] and embeddings [batch, seq, emb_dim], checked -> (input_ids, embeds)."""
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("pass exactly one of input_ids and inputs_embeds")
+    if input_ids is not None:
+        return as_indices(input_ids, "input_ids", 2, 0, config.vocab_size), None
+    inputs_embeds = as_floats(inputs_embeds, "inputs_embeds", 3)
+    if inputs_embeds.shape[-1] != config.emb_dim:
+        raise ValueError(f"inputs_embeds must have width emb_dim={config.emb_dim}, got {inputs_embeds.shape[-1]}")
+    return None, inputs_embeds
+
+
+def check_cache(config, cache, input_ids, batch: int, seq_len: int) -> None:
+    """An incremental-decoding cache must belong to a causal model and to this batch, and hold fewer positions."""
+    if not isinstance(cache, dict):
+        raise TypeError(f"cache must be a dict (start with {{}}), got {type(cache).__name__}")
+    if not config.causal:
+        raise ValueError("cache is for incremental decoding, which only a causal model (causal=True) does")
+    cached = cache.get("slen", 0)
+    if cached and input_ids is None:
+        # The cache lets input_ids be cut to the new positions; inputs_embeds can't be, so the keys of the old
+        # positions would be appended a second time (and the mask would no longer match the keys).
+        raise ValueError(f"cache already holds {cached} positions: continue incremental decoding with input_ids, "
+                         f"not inputs_embeds")
+    if cached >= seq_len:
+        raise ValueError(f"cache already holds {cached} positions: pass the whole sequence so far, "
+                         f"longer than that (got {seq_len})")
+    cached_batch = next((layer["k"].shape[0] for layer in cache.values() if isinstance(layer, dict)
+                         and "k" in layer), batch)
+    if cached and cached_batch != batch:
+        raise ValueError(f"cache holds {cached_batch} sequence(s) but input_ids has {batch}: "
+                         f"use one cache per batch")
