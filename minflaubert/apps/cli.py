@@ -52,6 +52,7 @@ LABELLED = {"FlaubertForSequenceClassification", "FlaubertForTokenClassification
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: the process's arguments) -> the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     with warnings.catch_warnings():
@@ -206,6 +207,7 @@ def add_tool_commands(commands) -> None:
 
 
 def allow_random_head(sub) -> None:
+    """Add ``--allow-random-head`` to a command that runs a task head."""
     sub.add_argument("--allow-random-head", action="store_true",
                      help="run even when the checkpoint has no weights for this task's head (random answers: for "
                           "tests and tutorials)")
@@ -258,6 +260,7 @@ def read_utf8(path: str) -> str:
 
 
 def make_pipeline(task: str, args, **options):
+    """The task's pipeline on the command's --model and --batch-size (with a progress bar on a terminal)."""
     from .pipelines import pipeline  # imported here so that download/convert/info start fast
 
     if task != "feature-extraction":
@@ -277,24 +280,29 @@ def run_each(task: str, args, **options) -> None:
 
 # ---------------------------------------------------------------------------------------------- commands
 def run_fill_mask(args) -> None:
+    """``minflaubert fill-mask``: the proposals for each mask, one JSON line per text."""
     run_each("fill-mask", args, top_k=args.top_k, targets=args.targets)
 
 
 def run_classify(args) -> None:
+    """``minflaubert classify``: the labels of each text."""
     run_each("text-classification", args, top_k=args.top_k or None)
 
 
 def run_ner(args) -> None:
+    """``minflaubert ner``: the entities of each text, with their character spans."""
     run_each("token-classification", args, aggregation_strategy=args.aggregation)
 
 
 def run_qa(args) -> None:
+    """``minflaubert qa``: the answer to --question in --context (or --context-file)."""
     context = args.context if args.context is not None else read_utf8(args.context_file)
     answer = make_pipeline("question-answering", args, top_k=args.top_k, doc_stride=args.doc_stride)
     emit(answer(question=args.question, context=context))
 
 
 def run_embed(args) -> None:
+    """``minflaubert embed``: Parquet shards in a folder, or one .npy file for a small job."""
     from . import corpus
 
     common = dict(model=args.model, pooling=args.pooling, normalize=args.normalize, batch_size=args.batch_size,
@@ -312,11 +320,13 @@ def run_embed(args) -> None:
 
 
 def run_download(args) -> None:
+    """``minflaubert download``: a hub repository into huggingface_hub's cache."""
     folder = hub.download(args.name, revision=args.revision, cache_dir=args.cache_dir)
     emit({"name": args.name, "repo_id": hub.repo_id_of(args.name), "folder": str(folder)})
 
 
 def run_convert(args) -> None:
+    """``minflaubert convert``: pytorch_model.bin -> model.safetensors."""
     from ..checkpoints.weights import convert_checkpoint
 
     target = convert_checkpoint(args.folder, args.output, overwrite=args.overwrite)
@@ -324,6 +334,7 @@ def run_convert(args) -> None:
 
 
 def run_info(args) -> None:
+    """``minflaubert info``: what a checkpoint holds and which tasks it serves, as one JSON object."""
     from ..models.config import FlaubertConfig
     from ..checkpoints.weights import load_state_dict
 
@@ -350,6 +361,7 @@ def run_info(args) -> None:
 
 
 def run_train_bpe(args) -> None:
+    """``minflaubert train-bpe``: learn a BPE vocabulary and write the tokenizer's files, all or nothing."""
     from ..checkpoints.atomic import atomic_folder
     from ..tokenization.bpe_train import train_bpe
     from .lines import read_lines

@@ -98,6 +98,7 @@ def model_sha256(folder: str | os.PathLike) -> str:
 
 
 def file_sha256(path: Path) -> str:
+    """The sha256 of one file, read a block at a time."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(CHUNK_BYTES):
@@ -157,6 +158,7 @@ def embed_texts(extract, texts: list[str], pooling: str, normalize: bool, progre
 
 
 def warn_cut(cut: int, lines: int, max_length: int) -> None:
+    """One warning for all the lines that were cut to the model's length (none if none was)."""
     if cut:
         warnings.warn(f"{cut:,} of {lines:,} lines were longer than the model's {max_length} tokens and were cut "
                       f"there: the rest of them is not in their vectors", stacklevel=3)

@@ -18,20 +18,25 @@ class FeatureExtractionPipeline(Pipeline):
 
     @classmethod
     def model_class(cls, config):
-        return FlaubertModel  # any checkpoint: a head's weights are simply not used
+        """The bare encoder, whatever the checkpoint: a head's weights are simply not used."""
+        return FlaubertModel
 
     def options(self, pooling: str | None = None, normalize: bool = False) -> dict:
+        """``pooling`` (None: every token's vector) and ``normalize``, which needs a pooling."""
         if normalize and pooling is None:
             raise ValueError("normalize=True needs a pooling: it scales one vector per text to length 1")
         return {"pooling": check_choice("pooling", pooling, (None, *POOLINGS)), "normalize": bool(normalize)}
 
     def preprocess(self, text, **options) -> list[dict]:
+        """One text -> its token ids."""
         return [{"input_ids": self.encode(text)["input_ids"]}]
 
     def forward(self, input_ids, attention_mask, rows):
+        """The encoder's last hidden state for the batch (no head runs)."""
         last_hidden_state, _, _ = self.model.run_encoder(input_ids=input_ids, attention_mask=attention_mask)
         return {"last_hidden_state": last_hidden_state}
 
     def postprocess(self, text, features, outputs, pooling, normalize):
+        """The text's own token vectors [tokens, dim], or their pooled vector [dim]."""
         vectors = outputs[0]["last_hidden_state"][:len(features[0]["input_ids"])]  # drop the padding rows
         return vectors if pooling is None else pool(vectors, pooling, normalize)

@@ -23,6 +23,7 @@ class FillMaskPipeline(Pipeline):
     accepts = (FlaubertWithLMHeadModel,)
 
     def options(self, top_k: int = 5, targets=None) -> dict:
+        """``top_k`` proposals per mask, and the ``targets`` to rank (as token ids), if any."""
         return {"top_k": check_positive("top_k", top_k),
                 "targets": None if targets is None else self.target_ids(targets)}
 
@@ -46,6 +47,7 @@ class FillMaskPipeline(Pipeline):
         return np.array(list(dict.fromkeys(ids)))
 
     def preprocess(self, text, **options) -> list[dict]:
+        """One text -> its token ids; a text without a mask token is refused."""
         ids = self.encode(text)["input_ids"]
         if self.tokenizer.mask_token_id not in ids:
             raise ValueError(f"no mask token {self.tokenizer.mask_token!r} in {text[:80]!r} (or it was cut off "
@@ -53,11 +55,13 @@ class FillMaskPipeline(Pipeline):
         return [{"input_ids": ids}]
 
     def forward(self, input_ids, attention_mask, rows):
+        """The logits at the mask positions only: [n_masks, vocab] per row."""
         logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
         masked = input_ids == self.tokenizer.mask_token_id
         return {"mask_logits": [logits[r][masked[r]] for r in range(len(rows))]}  # [n_masks, vocab] per row
 
     def postprocess(self, text, features, outputs, top_k, targets):
+        """The ``top_k`` proposals for each mask: one list for one mask, a list of lists for several."""
         ids = np.array(features[0]["input_ids"])
         positions = np.flatnonzero(ids == self.tokenizer.mask_token_id)
         probabilities = softmax(outputs[0]["mask_logits"].astype(np.float64), axis=-1)  # [n_masks, vocab]

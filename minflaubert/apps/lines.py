@@ -19,6 +19,7 @@ class Tally:
         self.bytes, self.digest = 0, hashlib.sha256()
 
     def update(self, raw: bytes) -> None:
+        """Count ``raw`` in: its length and its bytes' sha256."""
         self.bytes += len(raw)
         self.digest.update(raw)
 

@@ -82,6 +82,7 @@ class Pipeline:
         return self.options(**options)
 
     def options(self) -> dict:
+        """The task's options, checked, defaults filled in: subclasses declare them as keyword arguments."""
         return {}
 
     def __call__(self, inputs, **options):
@@ -97,6 +98,7 @@ class Pipeline:
 
     @staticmethod
     def is_single(inputs) -> bool:
+        """Whether ``inputs`` is one input (a text, or a dict) rather than a list of them."""
         return isinstance(inputs, (str, dict))
 
     @property
@@ -133,12 +135,15 @@ class Pipeline:
 
     # -- what each task writes --
     def preprocess(self, item, **options) -> list[dict]:
+        """One input -> its features (token ids, and what postprocess will need): one, or one per window."""
         raise NotImplementedError
 
     def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray, rows: list[dict]) -> dict:
+        """The model on one padded batch -> {output name: one value per row}."""
         raise NotImplementedError
 
     def postprocess(self, item, features: list[dict], outputs: list[dict], **options):
+        """One input's features and their outputs -> the answer."""
         raise NotImplementedError
 
     def __repr__(self):

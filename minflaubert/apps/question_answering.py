@@ -38,6 +38,7 @@ class QuestionAnsweringPipeline(Pipeline):
 
     def options(self, top_k: int = 1, doc_stride: int | None = None, max_answer_len: int = 15,
                 max_seq_len: int = 384) -> dict:
+        """``top_k`` answers, the windows' ``doc_stride`` and ``max_seq_len``, ``max_answer_len`` in tokens."""
         max_answer_len = check_positive("max_answer_len", max_answer_len)
         max_seq_len = check_positive("max_seq_len", max_seq_len)
         if doc_stride is not None and (isinstance(doc_stride, bool) or not isinstance(doc_stride, int)
@@ -83,6 +84,7 @@ class QuestionAnsweringPipeline(Pipeline):
                 "offsets": [next(spans) if c else None for c in is_context]}
 
     def forward(self, input_ids, attention_mask, rows):
+        """Start and end logits (simple head), or the beam head's best starts and ends (given p_mask)."""
         if isinstance(self.model, FlaubertForQuestionAnswering):
             p_mask = pad([row["p_mask"] for row in rows], 1).astype(np.float32)
             out = self.model(input_ids=input_ids, attention_mask=attention_mask, p_mask=p_mask)

@@ -48,6 +48,7 @@ def text_sha256(texts: list[str]) -> str:
 # Writing a shard, atomically
 # ----------------------------------------------------------------------------------------------------------------
 def shard_name(index: int) -> str:
+    """The file of shard ``index``: ``part-00042.parquet``."""
     return f"part-{index:05d}.parquet"
 
 
@@ -96,6 +97,7 @@ SETTING_NAMES = {"model_sha256": "model (sha256 of its files)", "inputs_sha256":
 
 
 def read_manifest(folder: Path) -> dict | None:
+    """The folder's manifest, or None when it has none; a manifest of another format is refused."""
     path = folder / MANIFEST
     if not path.is_file():
         return None
@@ -106,6 +108,7 @@ def read_manifest(folder: Path) -> dict | None:
 
 
 def write_manifest(folder: Path, manifest: dict) -> None:
+    """Write the manifest as indented UTF-8 JSON, atomically."""
     text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
     write_atomically(folder / MANIFEST, lambda f: f.write(text.encode("utf-8")))
 
@@ -199,6 +202,7 @@ def close_output(folder: Path, manifest: dict) -> dict:
 # Reading back
 # ----------------------------------------------------------------------------------------------------------------
 def finished_manifest(folder) -> dict:
+    """The manifest of a complete output, else an error that says what to do."""
     folder = Path(folder)
     manifest = read_manifest(folder)
     if manifest is None:

@@ -22,6 +22,7 @@ class TextClassificationPipeline(Pipeline):
     accepts = (FlaubertForSequenceClassification,)
 
     def options(self, top_k: int | None = 1, function_to_apply: str | None = None) -> dict:
+        """``top_k`` labels (None: all) and ``function_to_apply`` (None: as the config's problem type says)."""
         choices = (None, "softmax", "sigmoid", "none")
         return {"top_k": check_positive("top_k", top_k, allow_none=True),
                 "function_to_apply": check_choice("function_to_apply", function_to_apply, choices)}
@@ -33,14 +34,17 @@ class TextClassificationPipeline(Pipeline):
         return self.model.config.summary_type != "first"
 
     def preprocess(self, item, **options) -> list[dict]:
+        """A text, or a ``{"text", "text_pair"}`` dict -> its token ids."""
         if isinstance(item, dict):
             return [{"input_ids": self.encode(item.get("text"), item.get("text_pair"))["input_ids"]}]
         return [{"input_ids": self.encode(item)["input_ids"]}]
 
     def forward(self, input_ids, attention_mask, rows):
+        """The sequence-classification logits of the batch."""
         return {"logits": self.model(input_ids=input_ids, attention_mask=attention_mask).logits}
 
     def scores(self, logits, function_to_apply):
+        """Logits -> scores by softmax, sigmoid or nothing; by default as transformers chooses."""
         config = self.model.config
         if function_to_apply is None:
             if config.problem_type == "regression":
@@ -53,10 +57,12 @@ class TextClassificationPipeline(Pipeline):
         return {"softmax": softmax, "sigmoid": sigmoid, "none": lambda x: x}[function_to_apply](logits)
 
     def postprocess(self, item, features, outputs, top_k, function_to_apply):
+        """The ``top_k`` labels with their scores, best first."""
         scores = self.scores(outputs[0]["logits"], function_to_apply)
         ranked = np.argsort(-scores, kind="stable")[:top_k]
         return [{"label": self.model.config.id2label[int(i)], "score": float(scores[i])} for i in ranked]
 
 
 def sigmoid(x):
+    """The logistic function 1 / (1 + exp(-x))."""
     return 1.0 / (1.0 + np.exp(-x))

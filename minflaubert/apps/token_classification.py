@@ -31,6 +31,7 @@ class TokenClassificationPipeline(Pipeline):
     STRATEGIES = ("none", "simple", "first", "average", "max")
 
     def options(self, aggregation_strategy: str = "none", ignore_labels=("O",)) -> dict:
+        """``aggregation_strategy`` (one of STRATEGIES) and ``ignore_labels`` (one label or several; None: O)."""
         if ignore_labels is None:  # as transformers: None means the default
             ignore_labels = ("O",)
         elif isinstance(ignore_labels, str):  # one label (subtle: tuple("MISC") would ignore "M", "I", "S", "C")
@@ -39,14 +40,17 @@ class TokenClassificationPipeline(Pipeline):
                 "ignore_labels": tuple(ignore_labels)}
 
     def preprocess(self, text, **options) -> list[dict]:
+        """One text -> its token ids, each token's character span and its word id."""
         encoding = self.encode(text, return_offsets_mapping=True)
         return [{"input_ids": encoding["input_ids"], "offsets": encoding["offset_mapping"],
                  "word_ids": encoding.word_ids()}]
 
     def forward(self, input_ids, attention_mask, rows):
+        """The token-classification logits of the batch."""
         return {"logits": self.model(input_ids=input_ids, attention_mask=attention_mask).logits}
 
     def postprocess(self, text, features, outputs, aggregation_strategy, ignore_labels):
+        """Labelled tokens or entity groups, spans into the text, without ``ignore_labels``."""
         feature = features[0]
         probabilities = softmax(outputs[0]["logits"][:len(feature["input_ids"])].astype(np.float64), axis=-1)
         tokens = [{"index": i, "scores": probabilities[i], "word_id": word, "span": feature["offsets"][i]}
@@ -68,6 +72,7 @@ class TokenClassificationPipeline(Pipeline):
                 "word": None, "start": tokens[0]["span"][0], "end": tokens[-1]["span"][1]}
 
     def label_word(self, tokens, strategy) -> dict:
+        """One label for a word: its first piece's, its most confident piece's, or its averaged scores'."""
         if strategy == "first":
             scores = tokens[0]["scores"]
         elif strategy == "max":

@@ -61,6 +61,7 @@ class _AutoModel(_NotInstantiable):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, config: FlaubertConfig | None = None, **kwargs):
+        """Read the config once, pick the class it calls for, and let that class load the checkpoint."""
         if config is None:  # read once here to choose the class, then handed to it
             hub_options = {name: value for name, value in kwargs.items() if name in HUB_OPTIONS}
             config = FlaubertConfig.from_pretrained(pretrained_model_name_or_path, **hub_options)

@@ -95,6 +95,7 @@ class FlaubertConfig:
     # -- derived names, as transformers has them --
     @property
     def hidden_size(self) -> int:
+        """transformers' name for ``emb_dim``."""
         return self.emb_dim
 
     @property
@@ -104,28 +105,34 @@ class FlaubertConfig:
 
     @property
     def head_dim(self) -> int:
+        """Width of one attention head: emb_dim / n_heads."""
         return self.emb_dim // self.n_heads
 
     @property
     def num_labels(self) -> int:
+        """How many labels the classification heads predict: the size of ``id2label``."""
         return len(self.id2label)
 
     @num_labels.setter
     def num_labels(self, n: int) -> None:
+        """A new label count names the labels afresh (``LABEL_0``, ``LABEL_1``...); the same count keeps them."""
         _check_int("num_labels", n, minimum=1)
         if n != self.num_labels:
             self.id2label = {i: f"LABEL_{i}" for i in range(n)}
 
     @property
     def label2id(self) -> dict[str, int]:
+        """``id2label`` the other way round: label -> id."""
         return {label: i for i, label in self.id2label.items()}
 
     @property
     def pad_token_id(self) -> int:
+        """transformers' name for ``pad_index``."""
         return self.pad_index
 
     @property
     def has_lang_embeddings(self) -> bool:
+        """Whether the embeddings add a language vector (more than one language, and ``use_lang_emb``)."""
         return self.n_langs > 1 and self.use_lang_emb
 
     def validate(self) -> None:

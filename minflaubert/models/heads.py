@@ -113,6 +113,7 @@ def class_labels(labels, name, shape, n_classes, allow_ignore=True):
 
 
 def float_labels(labels, name, shape):
+    """Numbers of exactly ``shape`` (finite) -> float32."""
     labels = as_floats(labels, name, len(shape))
     if labels.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {labels.shape}")
@@ -154,12 +155,14 @@ class FlaubertWithLMHeadModel(HeadModel):
 
     @classmethod
     def head_shapes(cls, config):
+        """The adaptive softmax's weights when ``asm``, else one projection to the vocabulary."""
         if config.asm:
             return adaptive_softmax_shapes(config)
         return {cls.TIED: (config.vocab_size, config.emb_dim), "pred_layer.proj.bias": (config.vocab_size,)}
 
     @classmethod
     def tied(cls, config) -> bool:
+        """Whether the projection is the word-embedding table itself (tied, and no adaptive softmax)."""
         return config.tie_word_embeddings and not config.asm
 
     @classmethod
@@ -168,18 +171,21 @@ class FlaubertWithLMHeadModel(HeadModel):
         return weights, [name for name in missing if not (cls.tied(config) and name == cls.TIED)]
 
     def setup(self):
+        """Tie the projection to the embedding table, then build the parameter trees."""
         if self.tied(self.config):
             # subtle: the same array, not a copy, so the two can never drift apart
             self.weights[self.TIED] = self.weights["embeddings.weight"]
         super().setup()
 
     def state_dict(self):
+        """The weights to save; a tied projection is left out, as transformers leaves it out (it is the embeddings)."""
         state = super().state_dict()
         if self.tied(self.config):
             del state[self.TIED]
         return state
 
     def head(self, last, labels):  # [batch, seq, dim] -> logits [batch, seq, vocab]
+        """Scores over the vocabulary at every position, and the cross-entropy of ``labels`` when given."""
         p = self.params["pred_layer"]["proj"]
         if self.config.asm:
             logits = log_probs = adaptive_log_softmax(last, p, self.config.asm_cutoffs)
@@ -200,9 +206,11 @@ class FlaubertForSequenceClassification(HeadModel):
 
     @classmethod
     def head_shapes(cls, config):
+        """The projection of ``sequence_summary``, if the config asks for one."""
         return summary_shapes(config)
 
     def head(self, last, labels):  # [batch, seq, dim] -> logits [batch, num_labels]
+        """One row of logits per sequence, and the loss ``problem_type`` calls for when labels are given."""
         logits = sequence_summary(last, self.params.get("sequence_summary", {}), self.config)
         if labels is None:
             return dict(logits=logits)
@@ -219,6 +227,7 @@ class FlaubertForSequenceClassification(HeadModel):
         return "single_label_classification" if labels.dtype.kind in "iu" else "multi_label_classification"
 
     def loss(self, logits, labels):  # [batch, num_labels], labels -> scalar
+        """Cross-entropy, binary cross-entropy or mean squared error, as ``problem_type`` says."""
         batch, n = logits.shape
         kind = self.problem_type(labels)
         if kind == "single_label_classification":
@@ -238,9 +247,11 @@ class FlaubertForTokenClassification(HeadModel):
 
     @classmethod
     def head_shapes(cls, config):
+        """One linear layer from each hidden state to the labels."""
         return {"classifier.weight": (config.num_labels, config.emb_dim), "classifier.bias": (config.num_labels,)}
 
     def head(self, last, labels):  # [batch, seq, dim] -> logits [batch, seq, num_labels]
+        """Logits for every token, and their cross-entropy with ``labels`` (-100: ignored) when given."""
         logits = linear(last, self.params["classifier"])
         if labels is None:
             return dict(logits=logits)
@@ -275,6 +286,7 @@ class FlaubertForQuestionAnsweringSimple(HeadModel):
 
     @classmethod
     def head_shapes(cls, config):
+        """One linear layer to two logits per token (start, end); num_labels must be 2."""
         if config.num_labels != 2:
             raise ValueError(f"FlaubertForQuestionAnsweringSimple needs num_labels=2 (start and end logits), "
                              f"got {config.num_labels}")
@@ -290,6 +302,7 @@ class FlaubertForQuestionAnsweringSimple(HeadModel):
         return self.run(encoder_arguments, return_dict, start_positions=start_positions, end_positions=end_positions)
 
     def head(self, last, start_positions, end_positions):  # [batch, seq, dim] -> 2 x [batch, seq]
+        """Start and end logits per token, and the mean of their cross-entropies when positions are given."""
         logits = linear(last, self.params["qa_outputs"])  # [batch, seq, 2]
         starts, ends = logits[..., 0], logits[..., 1]
         if not check_both(start_positions, end_positions):
@@ -308,6 +321,7 @@ class FlaubertForQuestionAnswering(HeadModel):
 
     @classmethod
     def head_shapes(cls, config):
+        """The SQuAD head's weights (see ``squad.py``)."""
         return squad_shapes(config)
 
     def __call__(self, input_ids=None, attention_mask=None, langs=None, token_type_ids=None, position_ids=None,
@@ -322,6 +336,7 @@ class FlaubertForQuestionAnswering(HeadModel):
                         is_impossible=is_impossible, cls_index=cls_index, p_mask=p_mask)
 
     def head(self, last, start_positions, end_positions, is_impossible, cls_index, p_mask):
+        """The training loss when start and end positions are given, else the beam search's best spans."""
         batch, seq_len, _ = last.shape
         p, config = self.params["qa_outputs"], self.config
         if p_mask is not None:
@@ -366,6 +381,7 @@ class FlaubertForMultipleChoice(HeadModel):
 
     @classmethod
     def head_shapes(cls, config):
+        """The sequence summary, projected to num_labels, and one score per choice from it."""
         if summary_width(config) != config.num_labels:
             raise ValueError(f"FlaubertForMultipleChoice scores the summary with a layer of width num_labels="
                              f"{config.num_labels}, but the summary is {summary_width(config)} wide: set "
@@ -378,6 +394,7 @@ class FlaubertForMultipleChoice(HeadModel):
         return super().run(flat, return_dict, labels=labels, num_choices=num_choices)
 
     def head(self, last, labels, num_choices):  # [batch * choices, seq, dim] -> logits [batch, choices]
+        """One logit per choice, and their cross-entropy with ``labels`` (the right choice) when given."""
         summary = sequence_summary(last, self.params.get("sequence_summary", {}), self.config)  # [b * c, num_labels]
         logits = linear(summary, self.params["logits_proj"]).reshape(-1, num_choices)
         if labels is None:

@@ -40,6 +40,7 @@ def as_indices(value, name: str, ndim: int, low: int = 0, high: int | None = Non
 
 
 def as_floats(value, name: str, ndim: int) -> np.ndarray:
+    """Finite numbers of exactly ``ndim`` dimensions -> float32 array."""
     array = as_array(value, name)
     if array.dtype.kind not in "fiub":
         raise TypeError(f"{name} must hold numbers, got dtype {array.dtype}")
@@ -52,6 +53,7 @@ def as_floats(value, name: str, ndim: int) -> np.ndarray:
 
 
 def check_shape(array: np.ndarray, name: str, shape: tuple) -> None:
+    """A ValueError unless ``array`` has ``shape``, that of input_ids."""
     if array.shape != shape:
         raise ValueError(f"{name} must have shape {shape} (like input_ids), got {array.shape}")
 
@@ -66,6 +68,7 @@ def check_positive(name: str, value, allow_none: bool = False):
 
 
 def check_choice(name: str, value, choices: tuple):
+    """``value`` if it is one of ``choices``, else a ValueError naming the option."""
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
     return value

@@ -31,6 +31,7 @@ def nll_loss(log_probs, labels, ignore_index=IGNORE_INDEX):  # [..., classes], [
 
 
 def cross_entropy(logits, labels, ignore_index=IGNORE_INDEX):  # [..., classes], [...] -> scalar
+    """torch's cross_entropy: the mean of -log softmax(logits)[label] over the labels not ignored."""
     return nll_loss(log_softmax(logits), labels, ignore_index)
 
 
@@ -44,4 +45,5 @@ def binary_cross_entropy_with_logits(logits, targets):  # [...], [...] -> scalar
 
 
 def mse(predictions, targets):  # [...], [...] -> scalar
+    """The mean squared difference (summed in float64, returned as float32)."""
     return np.float32(np.square(predictions.astype(np.float64) - targets).mean())

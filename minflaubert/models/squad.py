@@ -21,6 +21,7 @@ def mask_logits(x, p_mask):  # [batch, seq, ...], p_mask broadcastable -> same
 
 
 def start_logits(hidden, p, p_mask=None):  # [batch, seq, dim] -> [batch, seq]
+    """Score each position as the start of the answer (p_mask positions never win)."""
     return mask_logits(linear(hidden, p["dense"])[..., 0], p_mask)
 
 
@@ -89,6 +90,7 @@ def squad_beam_search(hidden, p, config, p_mask=None, cls_index=None) -> dict:  
 
 
 def squad_shapes(config) -> dict[str, tuple]:
+    """The SQuAD head's weights by checkpoint name: the start, end and answer-class layers."""
     dim = config.emb_dim
     return {
         "qa_outputs.start_logits.dense.weight": (1, dim), "qa_outputs.start_logits.dense.bias": (1,),
