@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .inputs import as_array, as_floats, as_indices
+from .inputs import as_array, as_indices, class_labels, float_labels
 from ..nn.layers import gelu, linear, relu
 from .losses import binary_cross_entropy_with_logits, cross_entropy, log_softmax, mse, nll_loss
 from .model import FlaubertPreTrainedModel
@@ -101,23 +101,6 @@ def sequence_summary(hidden, p, config, cls_index=None):  # [batch, seq, dim] ->
     if "summary" in p:
         x = linear(x, p["summary"])
     return SUMMARY_ACTIVATIONS[config.summary_activation](x)
-
-
-# ------------------------------------------------------------------------------------------ checking labels
-def class_labels(labels, name, shape, n_classes, allow_ignore=True):
-    """Integer class ids of exactly ``shape`` in [0, n_classes) (or -100 where ``allow_ignore``) -> int64."""
-    labels = as_indices(labels, name, len(shape), 0, n_classes, allow_ignore)
-    if labels.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {labels.shape}")
-    return labels
-
-
-def float_labels(labels, name, shape):
-    """Numbers of exactly ``shape`` (finite) -> float32."""
-    labels = as_floats(labels, name, len(shape))
-    if labels.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {labels.shape}")
-    return labels
 
 
 # ----------------------------------------------------------------------------------------------- the classes

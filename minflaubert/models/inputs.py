@@ -58,6 +58,22 @@ def check_shape(array: np.ndarray, name: str, shape: tuple) -> None:
         raise ValueError(f"{name} must have shape {shape} (like input_ids), got {array.shape}")
 
 
+def class_labels(labels, name, shape, n_classes, allow_ignore=True):
+    """Integer class ids of exactly ``shape`` in [0, n_classes) (or -100 where ``allow_ignore``) -> int64."""
+    labels = as_indices(labels, name, len(shape), 0, n_classes, allow_ignore)
+    if labels.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {labels.shape}")
+    return labels
+
+
+def float_labels(labels, name, shape):
+    """Numbers of exactly ``shape`` (finite) -> float32."""
+    labels = as_floats(labels, name, len(shape))
+    if labels.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {labels.shape}")
+    return labels
+
+
 def check_positive(name: str, value, allow_none: bool = False):
     """An integer >= 1 (or None where allowed), else a ValueError naming the option."""
     if value is None and allow_none:
