@@ -368,15 +368,15 @@ def speed(plt):
         lengths, repeats = [16, 64, 128, 256, 512], 7
     model = FlaubertModel(config)
     rng = np.random.default_rng(0)
-    paths = {"readable, NumPy (use_kernels=False)": dict(use_kernels=False, output_attentions=False),
-             "readable + Numba kernels (output_attentions=True)": dict(use_kernels=True, output_attentions=True),
-             "fast path (the default call)": dict(use_kernels=True, output_attentions=False)}
+    paths = {'readable, NumPy (path="reference")': "reference",
+             'readable + Numba kernels (path="kernels")': "kernels",
+             'fast path (path="fast", the default)': "fast"}
     timings = {name: [] for name in paths}
     for length in lengths:
         ids = rng.integers(14, config.vocab_size, size=(1, length))
-        for name, how in paths.items():
-            model.use_kernels = how["use_kernels"]
-            call = lambda: model(ids, output_attentions=how["output_attentions"])  # noqa: E731
+        for name, path in paths.items():
+            model.path = path
+            call = lambda: model(ids)  # noqa: E731
             call()  # warm-up (compilation, buffers)
             timings[name].append(best_time(call, repeats) * 1000)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -388,7 +388,7 @@ def speed(plt):
     left.set_ylabel("ms per forward pass (best of %d)" % repeats)
     left.set_title(f"{config.emb_dim} dims x {config.n_layers} layers, random weights")
     left.legend(fontsize=8)
-    reference = np.array(timings["readable, NumPy (use_kernels=False)"])
+    reference = np.array(timings['readable, NumPy (path="reference")'])
     for name, values in timings.items():
         right.plot(lengths, reference / np.array(values), marker="o", label=name)
     right.set_xscale("log", base=2)

@@ -1,20 +1,23 @@
 """Every Numba kernel equals its plain-NumPy twin, and the fast encoder equals the readable one.
 
 Random shapes, masks and values (hypothesis). The twins are the functions of ``layers.py``; the fast encoder
-(``fast.py``: packed tokens, fused kernels) is compared with ``model.encode(..., use_kernels=False)`` on random
+(``fast.py``: packed tokens, fused kernels) is compared with ``model.encode(..., path="reference")`` on random
 small models: padding, causal, pre-norm, languages, token types, position ids, inputs_embeds, ragged batches.
-No timing here: speed is measured by benchmarks/.
+The end of the file checks which path runs when (``nn/paths.py``). No timing here: speed is measured by benchmarks/.
 """
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import columns
 from minflaubert.nn import fast, kernels, layers
 from minflaubert.models.config import FlaubertConfig
+from minflaubert.models.heads import FlaubertForTokenClassification
 from minflaubert.models.model import FlaubertModel, encode
+from minflaubert.nn.paths import PATHS
 
 
 def floats(rng, *shape, scale=1.0):
@@ -170,26 +173,32 @@ def test_fast_encoder_equals_reference(seed, lengths, causal, pre_norm, gelu, pa
         inputs["langs"] = rng.integers(0, 2, size=(batch, seq_len))
         inputs["token_type_ids"] = rng.integers(0, 2, size=(batch, seq_len))
         inputs["position_ids"] = rng.integers(0, 160, size=(batch, seq_len))
-    reference = encode(model.params, model.config, **inputs, output_hidden_states=True, use_kernels=False)
+    reference = encode(model.params, model.config, **inputs, output_hidden_states=True, path="reference")
     prepared = fast.prepare(model.params, model.config)
-    got = encode(model.params, model.config, **inputs, output_hidden_states=True, prepared=prepared)
+    got = encode(model.params, model.config, **inputs, output_hidden_states=True, path="fast", prepared=prepared)
+    left_padded = left_pad and padding == "mask" and any(0 < length < seq_len for length in lengths)
+    assert (reference.path, got.path) == ("reference", "kernels" if causal and left_padded else "fast")
     for i, (ours, expected) in enumerate(zip(got[1], reference[1])):
         scale = max(1.0, float(np.abs(expected).max()))
         assert np.abs(ours - expected).max() <= 2e-5 * scale, f"hidden state {i}"
     np.testing.assert_array_equal(got[0], got[1][-1])
 
 
-def test_fast_path_ragged_lengths():
+@pytest.mark.parametrize("path", PATHS)
+def test_ragged_lengths(path):
     """A long, a short, a middle and a one-token sequence in one batch, bidirectional and causal: same numbers."""
     rng = np.random.default_rng(7)
     for causal in (False, True):
         model = random_model(rng, causal=causal)
+        model.path = path
         lengths = [78, 5, 48, 1]
         seq_len = max(lengths)
         mask = np.arange(seq_len)[None, :] < np.array(lengths)[:, None]
         ids = np.where(mask, rng.integers(4, 50, size=(len(lengths), seq_len)), 2)
-        reference = encode(model.params, model.config, input_ids=ids, attention_mask=mask, use_kernels=False)[0]
-        got = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        reference = encode(model.params, model.config, input_ids=ids, attention_mask=mask, path="reference")[0]
+        output = model(input_ids=ids, attention_mask=mask)
+        assert output.execution_path == path
+        got = output.last_hidden_state
         assert np.abs(got - reference).max() <= 2e-5 * max(1.0, float(np.abs(reference).max()))
 
 
@@ -197,10 +206,60 @@ def test_model_call_uses_the_fast_path_and_reuses_its_state():
     rng = np.random.default_rng(3)
     model = random_model(rng)
     ids = rng.integers(4, 50, size=(2, 7))
-    first = model(input_ids=ids).last_hidden_state
+    first = model(input_ids=ids)
+    assert first.execution_path == "fast"
+    first = first.last_hidden_state
     state = model._fast
     assert isinstance(state, fast.Prepared)
     second = model(input_ids=ids).last_hidden_state
     assert model._fast is state
     np.testing.assert_array_equal(first, second)
     assert first is not second  # outputs never alias the reused buffers
+
+
+# ------------------------------------------------------------------------------------ which path runs when
+def test_fast_hands_over_to_kernels_when_it_cannot_serve_the_call():
+    """Attention maps, a key/value cache, a left-padded causal batch: "fast" runs "kernels"; the other two paths
+    run as asked, whatever the call."""
+    rng = np.random.default_rng(5)
+    ids = rng.integers(4, 50, size=(2, 6))
+    left_padded = np.array([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
+    bidirectional, causal = random_model(rng), random_model(rng, causal=True)
+    for path in PATHS:
+        for model in (bidirectional, causal):
+            model.path = path
+        fallback = "kernels" if path == "fast" else path
+        assert bidirectional(ids).execution_path == path
+        assert bidirectional(ids, output_attentions=True).execution_path == fallback
+        assert causal(ids, cache={}).execution_path == fallback
+        assert causal(ids, attention_mask=left_padded).execution_path == fallback
+        assert causal(ids, attention_mask=left_padded[:, ::-1]).execution_path == path  # right padding packs
+        assert bidirectional(ids, attention_mask=left_padded).execution_path == path  # any mask packs
+
+
+def test_a_path_is_chosen_by_name_and_a_wrong_name_refused():
+    config = FlaubertConfig(vocab_size=50, emb_dim=16, n_layers=1, n_heads=2)
+    assert FlaubertModel(config).path == "fast"
+    assert FlaubertModel(config, path="reference").path == "reference"
+    model = FlaubertModel(config)
+    for wrong in ("numpy", "Fast", None, True):
+        with pytest.raises(ValueError, match="path must be one of 'fast', 'kernels', 'reference'"):
+            model.path = wrong
+        with pytest.raises(ValueError, match="path must be one of"):
+            FlaubertModel(config, path=wrong)
+    assert model.path == "fast"  # a refused name changes nothing
+    with pytest.raises(ValueError, match="path must be one of"):
+        encode(model.params, config, input_ids=np.array([[5, 6]]), path="numba")
+
+
+def test_the_path_is_said_beside_the_output_fields_not_among_them():
+    """execution_path is an attribute: transformers' keys and tuple are untouched, and it cannot be set. The heads'
+    outputs say it too."""
+    model = random_model(np.random.default_rng(2))
+    output = model(np.array([[5, 6, 7]]), output_hidden_states=True)
+    assert list(output.keys()) == ["last_hidden_state", "hidden_states"] and len(output.to_tuple()) == 2
+    assert output.execution_path == "fast"
+    with pytest.raises(AttributeError):
+        output.execution_path = "reference"
+    head = FlaubertForTokenClassification(model.config, path="kernels")
+    assert head(np.array([[5, 6, 7]])).execution_path == "kernels"

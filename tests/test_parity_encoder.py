@@ -1,13 +1,15 @@
 """FlaubertModel against transformers: random weights, saved by transformers, loaded by minflaubert.
 
-Every case compares last_hidden_state, every hidden state and every attention map within 2e-5 x max(1, max|ref|).
+Every case compares last_hidden_state, every hidden state and every attention map within 2e-5 x max(1, max|ref|),
+once per execution path, named in the test id ([fast], [kernels], [reference]: see minflaubert/nn/paths.py). The
+fast path keeps no attention maps (asked for, the call runs "kernels"), so its cases compare everything else.
 transformers 5.23 crashes on pre-norm models, so those cases run transformers 4.57.6 in another Python
 (MINFLAUBERT_TRANSFORMERS4_PYTHON, which .ci/run sets up) and compare attentions with our NumPy reference.
+Each reference is computed once and shared by the three paths' tests.
 """
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ import pytest
 
 from conftest import compare_outputs, flatten_output, require
 from minflaubert.models.model import FlaubertModel
+from minflaubert.nn.paths import PATHS
 
 TINY = dict(vocab_size=99, emb_dim=32, n_layers=2, n_heads=4, max_position_embeddings=64)
 RNG = np.random.default_rng(0)
@@ -43,22 +46,67 @@ CASES = {
 }
 
 
-def ours(folder, inputs, **flags):
-    model = FlaubertModel.from_pretrained(folder)
-    return flatten_output(model(**inputs, **flags, return_dict=True))
+def ours(folder, inputs, path, **flags):
+    """Our outputs on ``path``, flattened, after checking that the output says that path ran."""
+    model = FlaubertModel.from_pretrained(folder, path=path)
+    output = model(**inputs, **flags, return_dict=True)
+    assert output.execution_path == path
+    return flatten_output(output)
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_tiny_parity(case, transformers, tmp_path):
+def flags_for(path):
+    """Every output on "kernels" and "reference"; on "fast", all but the attention maps it does not keep."""
+    return dict(output_hidden_states=True) if path == "fast" else ALL_OUT
+
+
+def skipped(path):
+    """The reference fields a path's comparison leaves out: the attention maps, on "fast"."""
+    return ("attentions",) if path == "fast" else ()
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory):
+    """get(name, build) -> (checkpoint folder, reference outputs), built once per module by ``build(folder,
+    scratch folder)`` and shared by the three paths' tests."""
+    made = {}
+
+    def get(name, build):
+        if name not in made:
+            folder = tmp_path_factory.mktemp("reference")
+            made[name] = folder / "model", build(folder / "model", folder)
+        return made[name]
+    return get
+
+
+def tiny_reference(references, case):
+    """(folder, transformers' outputs) for one of CASES: the checkpoint saved and run once."""
     from reference import make_case
 
     config_changes, inputs = CASES[case]
-    reference = make_case(tmp_path, "FlaubertModel", {**TINY, **config_changes}, inputs, ALL_OUT)
-    compare_outputs(ours(tmp_path, inputs, **ALL_OUT), reference, f"tiny {case}")
+    return references(f"tiny {case}", lambda folder, _: make_case(
+        folder, "FlaubertModel", {**TINY, **config_changes}, inputs, ALL_OUT))
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("case", CASES)
+def test_tiny_parity(case, path, transformers, references):
+    folder, reference = tiny_reference(references, case)
+    inputs = CASES[case][1]
+    compare_outputs(ours(folder, inputs, path, **flags_for(path)), reference, f"tiny {case}", skip=skipped(path))
+
+
+def test_attention_maps_asked_on_the_fast_path_run_kernels(transformers, references):
+    """The fallback, checked: the fast path keeps no attention maps, so a call asking for them runs "kernels"
+    and still gives transformers' maps."""
+    folder, reference = tiny_reference(references, "padding by attention_mask")
+    inputs = CASES["padding by attention_mask"][1]
+    output = FlaubertModel.from_pretrained(folder, path="fast")(**inputs, **ALL_OUT)
+    assert output.execution_path == "kernels"
+    compare_outputs(flatten_output(output), reference, "tiny padding by attention_mask (fast -> kernels)")
 
 
 def run_transformers4(spec: dict, tmp_path: Path) -> dict:
-    """Run tests/reference.py under the Python that has transformers 4.57.6."""
+    """Run tests/reference.py under the Python that has transformers 4.57.6 (``tmp_path``: for its two files)."""
     python = os.environ.get("MINFLAUBERT_TRANSFORMERS4_PYTHON", "")
     require(bool(python) and Path(python).exists(),
             "MINFLAUBERT_TRANSFORMERS4_PYTHON must name a Python with torch==2.13.0 and transformers==4.57.6 "
@@ -71,28 +119,34 @@ def run_transformers4(spec: dict, tmp_path: Path) -> dict:
     return dict(np.load(out_path))
 
 
-def check_pre_norm(tmp_path, config, inputs, case):
-    folder = tmp_path / "model"
+def check_pre_norm(references, config, inputs, case, path):
     # transformers 4.57.6 crashes when asked for attentions of a pre-norm model: hidden states only.
-    spec = dict(folder=str(folder), class_name="FlaubertModel", config=config,
-                inputs={k: np.asarray(v).tolist() for k, v in inputs.items()}, call=dict(output_hidden_states=True))
-    reference = run_transformers4(spec, tmp_path)
-    compare_outputs(ours(folder, inputs, output_hidden_states=True), reference, case)
-    # Attentions: the Numba kernels against the plain-NumPy reference path on the same checkpoint.
-    model = FlaubertModel.from_pretrained(folder)
-    fast = model(**inputs, output_attentions=True)
-    model.use_kernels = False
-    slow = model(**inputs, output_attentions=True)
-    for i, (a, b) in enumerate(zip(fast.attentions, slow.attentions)):
-        np.testing.assert_allclose(a, b, atol=2e-6, err_msg=f"{case} attentions.{i}")
-    compare_outputs({"last_hidden_state": fast.last_hidden_state}, {"last_hidden_state": slow.last_hidden_state},
-                    f"{case} (kernels vs NumPy)")
+    def build(folder, scratch):
+        spec = dict(folder=str(folder), class_name="FlaubertModel", config=config,
+                    inputs={k: np.asarray(v).tolist() for k, v in inputs.items()},
+                    call=dict(output_hidden_states=True))
+        return run_transformers4(spec, scratch)
+
+    folder, reference = references(case, build)
+    checked = ours(folder, inputs, path, **flags_for(path))
+    compare_outputs(checked, reference, case)
+    if path == "reference":
+        return
+    # Attentions (which transformers cannot give here): this path against the plain-NumPy reference path.
+    oracle = ours(folder, inputs, "reference", **flags_for(path))
+    if path == "kernels":
+        for i in range(config["n_layers"]):
+            np.testing.assert_allclose(checked[f"attentions.{i}"], oracle[f"attentions.{i}"], atol=2e-6,
+                                       err_msg=f"{case} attentions.{i}")
+    compare_outputs({"last_hidden_state": checked["last_hidden_state"]},
+                    {"last_hidden_state": oracle["last_hidden_state"]}, f"{case} ({path} vs NumPy)")
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("case", ["plain", "padding by attention_mask", "causal", "padding inferred from pad ids"])
-def test_tiny_pre_norm_parity(case, tmp_path):
+def test_tiny_pre_norm_parity(case, path, references):
     config_changes, inputs = CASES[case]
-    check_pre_norm(tmp_path, {**TINY, **config_changes, "pre_norm": True}, inputs, f"tiny pre-norm {case}")
+    check_pre_norm(references, {**TINY, **config_changes, "pre_norm": True}, inputs, f"tiny pre-norm {case}", path)
 
 
 # The published architectures (random weights): (emb_dim, n_layers, n_heads, pre_norm)
@@ -104,8 +158,9 @@ PUBLISHED = {
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("name", PUBLISHED)
-def test_published_size_parity(name, transformers, tmp_path):
+def test_published_size_parity(name, path, transformers, references):
     from reference import make_case
 
     dim, n_layers, n_heads, pre_norm = PUBLISHED[name]
@@ -114,7 +169,9 @@ def test_published_size_parity(name, transformers, tmp_path):
     ids[1, 25:] = 2
     inputs = dict(input_ids=ids, attention_mask=(ids != 2).astype(np.int64))
     if pre_norm:
-        check_pre_norm(tmp_path, config, inputs, f"{name} size (pre-norm)")
+        check_pre_norm(references, config, inputs, f"{name} size (pre-norm)", path)
     else:
-        reference = make_case(tmp_path, "FlaubertModel", config, inputs, ALL_OUT)
-        compare_outputs(ours(tmp_path, inputs, **ALL_OUT), reference, f"{name} size")
+        folder, reference = references(f"{name} size", lambda folder, _: make_case(
+            folder, "FlaubertModel", config, inputs, ALL_OUT))
+        compare_outputs(ours(folder, inputs, path, **flags_for(path)), reference, f"{name} size",
+                        skip=skipped(path))

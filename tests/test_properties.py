@@ -16,6 +16,7 @@ from hypothesis.extra import numpy as hnp
 
 from conftest import columns
 from minflaubert.nn import fast, kernels, layers
+from minflaubert.nn.paths import PATHS
 from minflaubert.models.config import SUMMARY_TYPES, FlaubertConfig
 from minflaubert.models.model import FlaubertModel
 from minflaubert.checkpoints.weights import load_state_dict, read_safetensors
@@ -45,7 +46,7 @@ def models(draw, causal=None):
     model.weights = {name: w * scale if w.ndim == 2 and "embeddings" not in name else w
                      for name, w in model.weights.items()}
     model.setup()
-    model.use_kernels = draw(st.booleans())  # the Numba kernels / fast path, or the plain NumPy reference
+    model.path = draw(st.sampled_from(PATHS))  # which execution runs it: every property must hold on all three
     return model
 
 
@@ -263,17 +264,19 @@ def test_scaled_softmax_kernel_equals_numpy(data):
                                rtol=1e-5, atol=1e-6)
 
 
-@given(st.data())
-def test_whole_model_with_kernels_equals_numpy(data):
-    """A whole model gives the same outputs with its Numba kernels / fast path (use_kernels=True) as with the plain
-    NumPy reference layers (use_kernels=False), padding included."""
+@pytest.mark.parametrize("path", ["fast", "kernels"])
+@given(data=st.data())
+def test_whole_model_on_each_path_equals_the_reference(path, data):
+    """A whole model gives the same outputs on the fast path, or on the readable loop with the Numba kernels, as on
+    the plain NumPy reference path, padding included."""
     model = data.draw(models())
     ids, _ = data.draw(padded_batches(model.config))
-    model.use_kernels = True
-    fast = model(ids, output_hidden_states=True).hidden_states
-    model.use_kernels = False
+    model.path = path
+    output = model(ids, output_hidden_states=True)
+    assert output.execution_path == path
+    model.path = "reference"
     reference = model(ids, output_hidden_states=True).hidden_states
-    for ours, expected in zip(fast, reference):
+    for ours, expected in zip(output.hidden_states, reference):
         np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-4)
 
 
@@ -332,8 +335,8 @@ def test_checkpoint_round_trips_exactly(data):
     ids, _ = data.draw(padded_batches(model.config))
     with tempfile.TemporaryDirectory() as folder:
         model.save_pretrained(folder)
-        loaded = FlaubertModel.from_pretrained(folder)
-        loaded.use_kernels = model.use_kernels
+        loaded = FlaubertModel.from_pretrained(folder, path=model.path)
+        assert loaded.path == model.path
         assert loaded.config == dataclasses.replace(model.config, architectures=["FlaubertModel"])
         assert loaded.weights.keys() == model.weights.keys()
         for name, array in model.weights.items():

@@ -10,6 +10,7 @@ import pytest
 
 from minflaubert.checkpoints.hub import resolve_name
 from minflaubert.models.model import FlaubertModel
+from minflaubert.nn.paths import PATHS
 
 
 def downloaded_folder():
@@ -27,10 +28,11 @@ EXPECTED = [[-2.6251, -1.4298, -0.0227], [-2.8510, -1.6387, 0.2258], [-2.8114, -
 
 @pytest.mark.skipif(FOLDER is None, reason="flaubert/flaubert_base_cased is not downloaded: "
                                            "run `minflaubert download flaubert_base_cased`")
-@pytest.mark.parametrize("use_kernels", [True, False], ids=["kernels", "numpy"])
-def test_flaubert_base_cased_integration(use_kernels):
-    model = FlaubertModel.from_pretrained(FOLDER)
-    model.use_kernels = use_kernels
-    hidden = model(IDS).last_hidden_state
+@pytest.mark.parametrize("path", PATHS)
+def test_flaubert_base_cased_integration(path):
+    model = FlaubertModel.from_pretrained(FOLDER, path=path)
+    output = model(IDS)
+    assert output.execution_path == path
+    hidden = output.last_hidden_state
     assert hidden.shape == (1, 11, 768)
     np.testing.assert_allclose(hidden[0, :3, :3], EXPECTED, atol=1e-4)

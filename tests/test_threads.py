@@ -2,8 +2,9 @@
 
 A web server or a thread pool shares one loaded model between its threads. Nothing may leak from one call into
 another (the fast encoder's work buffers are per thread), and no Numba threading layer may abort the process
-(kernels.PARALLEL_REGION). The models here are wide enough (128 features) that NumPy's matrix products release
-the GIL long enough for threads to really overlap: with shared buffers, half the outputs came out wrong.
+(kernels.PARALLEL_REGION). Each model class is built once per execution path (nn/paths.py), so every path is
+shared. The models here are wide enough (128 features) that NumPy's matrix products release the GIL long enough
+for threads to really overlap: with shared buffers, half the outputs came out wrong.
 """
 import os
 import subprocess
@@ -21,18 +22,18 @@ from minflaubert import (FlaubertConfig, FlaubertForQuestionAnswering, FlaubertF
                          FlaubertTokenizer, FlaubertWithLMHeadModel, pipeline)
 
 from conftest import FIXTURES, REPO, flatten_output
+from minflaubert.nn.paths import PATHS
 
 THREADS = 8
 VOCAB = 300
 CONFIG = FlaubertConfig(emb_dim=128, n_layers=2, n_heads=4, vocab_size=VOCAB, max_position_embeddings=64)
-MODELS = {cls.__name__: cls(CONFIG, seed=1) for cls in (FlaubertModel, FlaubertWithLMHeadModel,
-                                                         FlaubertForSequenceClassification,
-                                                         FlaubertForTokenClassification,
-                                                         FlaubertForQuestionAnswering,
-                                                         FlaubertForQuestionAnsweringSimple)}
+MODELS = {(cls.__name__, path): cls(CONFIG, seed=1, path=path)
+          for cls in (FlaubertModel, FlaubertWithLMHeadModel, FlaubertForSequenceClassification,
+                      FlaubertForTokenClassification, FlaubertForQuestionAnswering, FlaubertForQuestionAnsweringSimple)
+          for path in PATHS}
 
 calls = st.fixed_dictionaries({
-    "model": st.sampled_from(sorted(MODELS)),
+    "model": st.sampled_from(sorted(MODELS)),  # (class name, execution path)
     "batch": st.integers(1, 4),
     "seq": st.integers(CONFIG.start_n_top, 64),  # the beam head needs start_n_top tokens
     "seed": st.integers(0, 2**16),

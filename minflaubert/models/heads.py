@@ -123,9 +123,10 @@ class HeadModel(FlaubertPreTrainedModel):
 
     def run(self, encoder_arguments: dict, return_dict, **head_arguments):
         """The encoder on ``encoder_arguments``, then ``head`` on its last hidden state and ``head_arguments``."""
-        last, hidden_states, attentions = self.run_encoder(**encoder_arguments)
+        encoded = self.run_encoder(**encoder_arguments)
+        last, hidden_states, attentions = encoded
         output = self.output_class(**self.head(last, **head_arguments), hidden_states=hidden_states,
-                                   attentions=attentions)
+                                   attentions=attentions, execution_path=encoded.path)
         return output if return_dict is not False else output.to_tuple()
 
 

@@ -1,6 +1,7 @@
 """The FlauBERT encoder: embeddings, then n_layers Transformer layers, with padded positions kept at zero.
 
-``encode`` is the whole forward pass as one function over a parameter tree; ``FlaubertModel`` wraps it in the
+``encode`` is the whole forward pass as one function over a parameter tree, run by one of three executions of the
+same math (``path``: "fast", "kernels" or "reference", see ``nn/paths.py``); ``FlaubertModel`` wraps it in the
 ``transformers`` API. ``FlaubertPreTrainedModel`` holds what every model class shares: the config, the weights by
 their checkpoint names, ``from_pretrained`` and ``save_pretrained``.
 """
@@ -11,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from ..nn import fast, kernels, layers
+from ..nn import fast, layers, paths
 from ..checkpoints.atomic import atomic_folder
 from .config import FlaubertConfig, split_keywords
 from .inputs import encoder_inputs
@@ -71,23 +72,50 @@ def layer_params(params: dict, i: int) -> dict:
             "ffn": params["ffns"][i], "layer_norm2": params["layer_norm2"][i]}
 
 
+class Encoded(tuple):
+    """What the encoder returns: the 3-tuple (last hidden state [batch, seq, dim], hidden states or None,
+    attentions or None), which unpacks like any tuple, plus ``path``: the execution that computed it."""
+
+    def __new__(cls, last_hidden_state, hidden_states, attentions, path: str):
+        encoded = super().__new__(cls, (last_hidden_state, hidden_states, attentions))
+        encoded.path = path
+        return encoded
+
+
 def encode(params, config, input_ids=None, attention_mask=None, langs=None, token_type_ids=None, position_ids=None,
            lengths=None, cache=None, inputs_embeds=None, output_attentions=False, output_hidden_states=False,
-           use_kernels=True, prepared=None):
-    """The forward pass over already-checked inputs (see ``inputs.encoder_inputs``).
+           path="fast", prepared=None) -> Encoded:
+    """The forward pass over already-checked inputs (see ``inputs.encoder_inputs``), on the execution ``path``.
 
-    -> (last hidden state [batch, seq, dim], hidden states (embeddings + one per layer) or None,
-        attention weights (one [batch, heads, seq, k_len] per layer) or None)
-    ``use_kernels=False`` runs the plain-NumPy attention and GELU of ``layers.py``: the reference.
-    With ``use_kernels``, no cache and no attention maps asked for, the fast encoder of ``fast.py`` runs instead
-    (``prepared``: its fused weights and buffers, ``fast.prepare(params, config)``, built here if not given).
+    -> Encoded(last hidden state [batch, seq, dim], hidden states (embeddings + one per layer) or None,
+               attention weights (one [batch, heads, seq, k_len] per layer) or None, the path that ran)
+    ``path``: "fast", "kernels" or "reference" (``nn/paths.py``); "fast" runs "kernels" for a call it cannot
+    serve. ``prepared``: the fast path's fused weights and buffers (``fast.prepare(params, config)``), built here
+    if not given.
     """
     batch, seq_len = input_ids.shape if input_ids is not None else inputs_embeds.shape[:2]
     mask = layers.padding_mask(batch, seq_len, attention_mask, lengths, input_ids, config.pad_index)
-    if use_kernels and cache is None and not output_attentions and fast.packable(config, mask):
+    path = paths.path_to_run(path, config, mask, cache, output_attentions)
+    if path == "fast":
         last, hidden_states = fast.encode(prepared or fast.prepare(params, config), config, mask, input_ids,
                                           inputs_embeds, position_ids, langs, token_type_ids, output_hidden_states)
-        return last, hidden_states, None
+        return Encoded(last, hidden_states, None, path)
+    attend, activation = paths.layer_functions(path, config)  # "kernels" or "reference"
+    last, hidden_states, attentions = encode_layer_by_layer(params, config, mask, attend, activation, input_ids,
+                                                            inputs_embeds, position_ids, langs, token_type_ids,
+                                                            cache)
+    return Encoded(last, hidden_states if output_hidden_states else None,
+                   attentions if output_attentions else None, path)
+
+
+def encode_layer_by_layer(params, config, mask, attend, activation, input_ids=None, inputs_embeds=None,
+                          position_ids=None, langs=None, token_type_ids=None, cache=None):
+    """The readable loop: embeddings, then each layer on [batch, seq, dim], padded positions zeroed after each.
+
+    mask [batch, seq] bool (the real tokens); ``attend`` and ``activation`` from ``paths.layer_functions``.
+    -> (last hidden state, the n_layers + 1 hidden states, the n_layers attention maps), tuples.
+    """
+    batch, seq_len = mask.shape
     attention_mask_3d = layers.attention_mask_matrix(mask, config.causal)
     if position_ids is None:
         position_ids = np.broadcast_to(np.arange(seq_len), (batch, seq_len))
@@ -99,11 +127,6 @@ def encode(params, config, input_ids=None, attention_mask=None, langs=None, toke
         attention_mask_3d = attention_mask_3d[:, new]
         langs = langs[:, new] if langs is not None else None
         token_type_ids = token_type_ids[:, new] if token_type_ids is not None else None
-    attend = kernels.scaled_dot_product_attention if use_kernels else layers.scaled_dot_product_attention
-    if config.gelu_activation:
-        activation = kernels.gelu if use_kernels else layers.gelu
-    else:
-        activation = layers.relu
     layer = layers.pre_norm_layer if config.pre_norm else layers.post_norm_layer
     keep = mask[..., None].astype(np.float32)  # [batch, seq, 1]: 1 for tokens, 0 for padding
 
@@ -120,8 +143,7 @@ def encode(params, config, input_ids=None, attention_mask=None, langs=None, toke
     hidden_states.append(x)
     if cache is not None:
         cache["slen"] = cache.get("slen", 0) + x.shape[1]
-    return x, (tuple(hidden_states) if output_hidden_states else None), \
-        (tuple(attentions) if output_attentions else None)
+    return x, tuple(hidden_states), tuple(attentions)
 
 
 class FlaubertPreTrainedModel:
@@ -131,7 +153,8 @@ class FlaubertPreTrainedModel:
     A model built from a config alone gets fresh random weights, like transformers.
     """
 
-    def __init__(self, config: FlaubertConfig, weights: dict[str, np.ndarray] | None = None, seed: int = 0):
+    def __init__(self, config: FlaubertConfig, weights: dict[str, np.ndarray] | None = None, seed: int = 0,
+                 path: str = "fast"):
         if not isinstance(config, FlaubertConfig):
             raise TypeError(f"config must be a FlaubertConfig, got {type(config).__name__}")
         self.config = config
@@ -141,7 +164,7 @@ class FlaubertPreTrainedModel:
         # cost seconds and the memory of a second model on every from_pretrained.
         missing = {name: shape for name, shape in shapes.items() if name not in weights}
         self.weights = {**init_weights(missing, config, seed), **weights}
-        self.use_kernels = True
+        self.path = path  # which execution runs the encoder: "fast", "kernels" or "reference" (nn/paths.py)
         # What from_pretrained was given (a folder or a repository id) and its hub options: where encode() finds
         # the tokenizer saved with the model.
         self.name_or_path, self.hub_options, self._tokenizer = None, {}, None
@@ -149,12 +172,23 @@ class FlaubertPreTrainedModel:
         self.newly_initialized: list[str] = []
         self.setup()
 
+    @property
+    def path(self) -> str:
+        """The execution the encoder runs: "fast" (the default), "kernels" or "reference" (see ``nn/paths.py``)."""
+        return self._path
+
+    @path.setter
+    def path(self, name: str) -> None:
+        self._path = paths.check_path(name)
+
     @classmethod
     def head_shapes(cls, config: FlaubertConfig) -> dict[str, tuple]:
+        """The head's weights, checkpoint name -> shape (none for the bare encoder)."""
         return {}
 
     @classmethod
     def expected_shapes(cls, config: FlaubertConfig) -> dict[str, tuple]:
+        """Every weight of this class, the encoder's and the head's: checkpoint name -> shape."""
         return {**encoder_shapes(config), **cls.head_shapes(config)}
 
     def setup(self) -> None:
@@ -164,19 +198,21 @@ class FlaubertPreTrainedModel:
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, config: FlaubertConfig | None = None,
-                        ignore_mismatched_sizes: bool = False, **kwargs):
+                        ignore_mismatched_sizes: bool = False, path: str = "fast", **kwargs):
         """Load a checkpoint: a folder written by ``save_pretrained`` (ours or transformers') or a hub repository.
 
         As in transformers: ``kwargs`` are huggingface_hub's options (``revision``, ``cache_dir``,
         ``local_files_only``, ``token``, ``force_download``) and config overrides (``num_labels=3``,
         ``id2label=...``, ``output_attentions=True``...); any other name is a TypeError. When an override changes
         the shape of a head's weights (a new ``num_labels``), the checkpoint's no longer fit: that is an error,
-        unless ``ignore_mismatched_sizes=True``, which starts those weights afresh (with a warning).
+        unless ``ignore_mismatched_sizes=True``, which starts those weights afresh (with a warning). ``path``: the
+        execution the model runs, as in the constructor.
         """
         from ..checkpoints.hub import resolve_name  # a folder, a name under weights/, or a hub repository -> a folder
 
+        paths.check_path(path)  # before any file is read
         hub_options, overrides = split_keywords(f"{cls.__name__}.from_pretrained", kwargs,
-                                                also=("config", "ignore_mismatched_sizes"))
+                                                also=("config", "ignore_mismatched_sizes", "path"))
         folder = resolve_name(pretrained_model_name_or_path, "model", **hub_options)
         config = (config if config is not None else FlaubertConfig.from_pretrained(folder)).updated(**overrides)
         shapes = cls.expected_shapes(config)
@@ -197,7 +233,7 @@ class FlaubertPreTrainedModel:
             raise ValueError(f"{folder}: the checkpoint lacks encoder weights {missing_encoder[:5]}"
                              f"{' ...' if len(missing_encoder) > 5 else ''}")
         warn_about_keys(cls.__name__, missing, unexpected, pretrained_model_name_or_path)
-        model = cls(config, weights)
+        model = cls(config, weights, path=path)
         model.newly_initialized = [*mismatched, *missing]
         model.name_or_path, model.hub_options = pretrained_model_name_or_path, hub_options
         return model
@@ -223,10 +259,12 @@ class FlaubertPreTrainedModel:
             save_state_dict(self.state_dict(), staging)
 
     def num_parameters(self) -> int:
+        """How many numbers ``self.weights`` holds, every array counted."""
         return sum(array.size for array in self.weights.values())
 
-    def run_encoder(self, **inputs):
-        """Check the inputs, run the encoder -> (last hidden state, hidden states or None, attentions or None)."""
+    def run_encoder(self, **inputs) -> Encoded:
+        """Check the inputs, run the encoder on ``self.path`` -> Encoded(last hidden state, hidden states or None,
+        attentions or None, the path that ran)."""
         # None means "as the config says", which from_pretrained(..., output_attentions=True) may have changed
         output_attentions = inputs.pop("output_attentions", None)
         output_hidden_states = inputs.pop("output_hidden_states", None)
@@ -235,13 +273,12 @@ class FlaubertPreTrainedModel:
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
         checked = encoder_inputs(self.config, **inputs)
-        if self.use_kernels and self._fast is None:
+        if self.path == "fast" and self._fast is None:
             # subtle: two threads' first calls may both get here: each builds a complete Prepared and the last one
             # stays. Harmless (its weights are read-only, its work buffers per thread), so no lock is needed.
             self._fast = fast.prepare(self.params, self.config)
         return encode(self.params, self.config, **checked, output_attentions=bool(output_attentions),
-                      output_hidden_states=bool(output_hidden_states), use_kernels=self.use_kernels,
-                      prepared=self._fast if self.use_kernels else None)
+                      output_hidden_states=bool(output_hidden_states), path=self.path, prepared=self._fast)
 
     def __repr__(self):
         c = self.config
@@ -255,11 +292,15 @@ class FlaubertModel(FlaubertPreTrainedModel):
     def __call__(self, input_ids=None, attention_mask=None, langs=None, token_type_ids=None, position_ids=None,
                  lengths=None, cache=None, inputs_embeds=None, output_attentions=None, output_hidden_states=None,
                  return_dict=None):
-        last, hidden_states, attentions = self.run_encoder(
+        """transformers' FlaubertModel.forward: ids [batch, seq] -> BaseModelOutput(last_hidden_state [batch, seq,
+        dim], hidden_states, attentions), or its tuple with ``return_dict=False``."""
+        encoded = self.run_encoder(
             input_ids=input_ids, attention_mask=attention_mask, langs=langs, token_type_ids=token_type_ids,
             position_ids=position_ids, lengths=lengths, cache=cache, inputs_embeds=inputs_embeds,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        output = BaseModelOutput(last_hidden_state=last, hidden_states=hidden_states, attentions=attentions)
+        last, hidden_states, attentions = encoded
+        output = BaseModelOutput(last_hidden_state=last, hidden_states=hidden_states, attentions=attentions,
+                                 execution_path=encoded.path)
         return output if return_dict is not False else output.to_tuple()
 
     def encode(self, texts, batch_size: int = 32, pooling: str = "mean", normalize: bool = False,

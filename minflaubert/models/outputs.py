@@ -2,6 +2,8 @@
 
 ``out.last_hidden_state``, ``out["last_hidden_state"]`` and ``out[0]`` are the same array; fields left at None
 are skipped by the tuple view, exactly as in transformers, so ``return_dict=False`` gives the same tuple order.
+``out.execution_path`` says which execution of the encoder computed it ("fast", "kernels" or "reference", see
+``nn/paths.py``): an attribute, not a field, so the keys and the tuple stay transformers' own.
 """
 from __future__ import annotations
 
@@ -9,13 +11,21 @@ from collections import OrderedDict
 
 
 class ModelOutput(OrderedDict):
+    """The fields that are not None, in ``fields`` order, read by attribute, by key or by position."""
+
     fields: tuple[str, ...] = ()
 
-    def __init__(self, **values):
+    def __init__(self, *, execution_path: str | None = None, **values):
         unknown = set(values) - set(self.fields)
         if unknown:
             raise TypeError(f"{type(self).__name__} has no field(s) {sorted(unknown)}")
         super().__init__((name, values[name]) for name in self.fields if values.get(name) is not None)
+        self._execution_path = execution_path
+
+    @property
+    def execution_path(self) -> str | None:
+        """The execution that computed this output: "fast", "kernels" or "reference" (None if not said)."""
+        return self.__dict__.get("_execution_path")
 
     def __getattr__(self, name):
         if name in type(self).fields:
@@ -28,10 +38,12 @@ class ModelOutput(OrderedDict):
         return super().__getitem__(key)
 
     def to_tuple(self) -> tuple:
+        """The fields that are not None, in order: what transformers returns with ``return_dict=False``."""
         return tuple(self.values())
 
 
 def output_class(name: str, *fields: str) -> type[ModelOutput]:
+    """A ModelOutput subclass called ``name`` with these fields, in transformers' order."""
     return type(name, (ModelOutput,), {"fields": fields, "__doc__": f"{name}({', '.join(fields)})"})
 
 

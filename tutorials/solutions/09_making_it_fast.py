@@ -9,7 +9,7 @@ from minflaubert.nn import fast, kernels, layers
 # 1. A causal model attends only to keys at or before the query. Packing removes the padding and numbers the
 # tokens of each text from 0: with right padding, nothing before a real token changes. With left padding, the
 # reference (transformers) lets a real token attend to the padded keys before it, which packing would drop, so the
-# fast path refuses such a mask and the readable loop runs instead.
+# fast path refuses such a mask and the readable loop runs instead (path "kernels": the output says so).
 causal = FlaubertConfig(vocab_size=100, emb_dim=32, n_layers=1, n_heads=4, causal=True)
 right = np.array([[1, 1, 1, 0], [1, 1, 1, 1]], dtype=bool)
 left = np.array([[0, 1, 1, 1], [1, 1, 1, 1]], dtype=bool)
@@ -17,6 +17,10 @@ assert fast.packable(causal, right) and not fast.packable(causal, left)
 bidirectional = FlaubertConfig(vocab_size=100, emb_dim=32, n_layers=1, n_heads=4)
 assert fast.packable(bidirectional, left)  # every query sees exactly the real keys of its row: any mask packs
 print("right-padded causal packs:", fast.packable(causal, right), "; left-padded:", fast.packable(causal, left))
+causal_model = FlaubertModel(causal)
+ran = [causal_model(np.full((2, 4), 7), attention_mask=mask).execution_path for mask in (right, left)]
+assert ran == ["fast", "kernels"]
+print(f"right-padded causal ran {ran[0]!r}; left-padded ran {ran[1]!r}")
 
 # 2. residual_layer_norm on [dim, tokens] == layer_norm(x + y + b) on [tokens, dim].
 rng = np.random.default_rng(0)
@@ -43,10 +47,10 @@ def best_of(call, repeats=5):
     return min(times)
 
 
-fast_time = best_of(lambda: model(ids))
-kernel_time = best_of(lambda: model(ids, output_attentions=True))
-model.use_kernels = False
-numpy_time = best_of(lambda: model(ids))
-model.use_kernels = True
+times = {}
+for path in ("fast", "kernels", "reference"):
+    model.path = path
+    times[path] = best_of(lambda: model(ids))
+fast_time, kernel_time, numpy_time = times["fast"], times["kernels"], times["reference"]
 print(f"NumPy {numpy_time * 1e3:.1f} ms, Numba kernels {kernel_time * 1e3:.1f} ms, fast path {fast_time * 1e3:.1f} ms:"
       f" {numpy_time / fast_time:.1f}x")
