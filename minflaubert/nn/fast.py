@@ -7,10 +7,8 @@ What changes (and why), against the readable path in ``model.py`` + ``layers.py`
   positions are written back as zeros at the end, as the reference keeps them.
 * **Activations are feature-major**: [features, tokens], the transpose of the readable path's [tokens, features].
   A linear layer is then ``W @ X`` instead of ``X @ W.T``: the same numbers, but OpenBLAS computes them faster
-  in that orientation (measured, the linear-layer GEMMs of one flaubert_base forward pass, 2 cores: 16 tokens
-  28 -> 25 ms with OpenBLAS's AVX2 kernels and 32 -> 19 ms with its AVX-512 ones; 128 tokens 113 -> 105 and
-  74 -> 54 ms; 512 tokens 379 -> 368 and 217 -> 191 ms). LayerNorm then normalises columns, and attention reads
-  each head as a [head_dim, tokens] block of rows.
+  in that orientation, at every length (benchmarks/README.md, "What bounds what", gives the figures). LayerNorm
+  then normalises columns, and attention reads each head as a [head_dim, tokens] block of rows.
 * **BLAS for every matrix product** (``np.matmul(..., out=)`` into preallocated buffers), far faster than any
   loop we could write. Queries, keys and values land one under the other in one [3 dim, tokens] buffer (three
   GEMMs into its row blocks, or one against a fused weight with ``prepare(..., fuse_qkv=True)``: it costs a copy).
@@ -22,7 +20,7 @@ What changes (and why), against the readable path in ``model.py`` + ``layers.py`
 
 It applies when no key/value ``cache`` is used, attention maps are not asked for, and the padding mask can be
 packed (any mask for a bidirectional model; right padding for a causal one, whose reference attends to padding
-keys otherwise). ``model.encode`` falls back to the readable path in every other case.
+keys otherwise). ``paths.path_to_run`` sends every other call of path "fast" to "kernels".
 """
 from __future__ import annotations
 
@@ -46,7 +44,7 @@ class Prepared:
             q, k, v = attention["q_lin"], attention["k_lin"], attention["v_lin"]
             weights = [q["weight"], k["weight"], v["weight"]]
             self.layers.append(dict(
-                # one [3 dim, dim] GEMM (a copy of the three matrices) or three into column blocks (no copy)
+                # one [3 dim, dim] GEMM (a copy of the three matrices) or three into row blocks of one buffer (no copy)
                 qkv_weights=[np.concatenate(weights)] if fuse_qkv else weights,
                 qkv_bias=np.concatenate([q["bias"], k["bias"], v["bias"]]),
                 out_weight=attention["out_lin"]["weight"], out_bias=attention["out_lin"]["bias"],
@@ -56,8 +54,8 @@ class Prepared:
                 norm2=(params["layer_norm2"][i]["weight"], params["layer_norm2"][i]["bias"]),
             ))
         self.params = params
-        # subtle: the work buffers are per thread. When they were shared, 8 threads calling one model got wrong
-        # outputs on 19-23 calls of 24 (each overwrote the others' activations); a lock would make them queue.
+        # subtle: the work buffers are per thread. Shared, threads calling one model at once would overwrite each
+        # other's activations (tests/test_threads.py catches it); a lock would make them queue.
         self._per_thread = threading.local()
 
     def buffer(self, name: str, *shape: int) -> np.ndarray:
@@ -73,7 +71,7 @@ class Prepared:
 
 def prepare(params: dict, config, fuse_qkv: bool = False) -> Prepared:
     """The fast path's state for one model. ``fuse_qkv`` builds one [3 dim, dim] q/k/v weight per layer (one GEMM
-    instead of three: a little faster for short inputs, but 85 MB more resident memory for flaubert_base)."""
+    instead of three: a little faster for short inputs, but a copy of every q/k/v weight kept in memory)."""
     return Prepared(params, config, fuse_qkv)
 
 
@@ -91,8 +89,6 @@ def encode(prepared: Prepared, config, mask, input_ids=None, inputs_embeds=None,
     positions and zero at the padded ones. ``mask`` [batch, seq] bool: the real tokens (``layers.padding_mask``).
     """
     batch, seq_len = mask.shape
-    dim, eps, n_heads = config.emb_dim, np.float32(config.layer_norm_eps), config.n_heads
-    params = prepared.params
     lengths = mask.sum(axis=1)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     n_tokens = int(lengths.sum())
@@ -100,62 +96,80 @@ def encode(prepared: Prepared, config, mask, input_ids=None, inputs_embeds=None,
     rows, cols = (None, None) if full else np.nonzero(mask)  # row-major: sequence by sequence, in order
 
     def packed(array):  # [batch, seq, ...] -> [tokens, ...]
+        if array is None:
+            return None
         return array.reshape(batch * seq_len, *array.shape[2:]) if full else array[rows, cols]
 
-    def packed_or_none(array):
-        return None if array is None else packed(array)
+    def unpacked(x):  # [dim, tokens] -> a new [batch, seq, dim]
+        return _unpack(x, batch, seq_len, full, rows, cols)
 
     if position_ids is None:
         positions = np.tile(np.arange(seq_len), batch) if full else cols
     else:
         positions = packed(position_ids)
-    x = prepared.buffer("x", dim, n_tokens)  # feature-major from here on: [dim, tokens]
-    # embeddings: the readable sum itself, on the packed tokens ([tokens] ids -> [tokens, dim]), then LayerNorm
-    summed = layers.embedding_sum(params, packed_or_none(input_ids), packed_or_none(inputs_embeds), positions,
-                                  packed_or_none(langs), packed_or_none(token_type_ids))
-    kernels.transpose(summed, x)
-    kernels.layer_norm(x, params["layer_norm_emb"]["weight"], params["layer_norm_emb"]["bias"], eps, out=x)
-
+    x = embed(prepared, config, packed(input_ids), packed(inputs_embeds), positions, packed(langs),
+              packed(token_type_ids))
+    dim = config.emb_dim
+    work = dict(qkv=prepared.buffer("qkv", 3 * dim, n_tokens), context=prepared.buffer("context", dim, n_tokens),
+                projected=prepared.buffer("projected", dim, n_tokens),
+                hidden=prepared.buffer("hidden", config.hidden_dim, n_tokens),
+                normed=prepared.buffer("normed", dim, n_tokens) if config.pre_norm else x)  # post-norm: x itself
     hidden_states = []
-    qkv = prepared.buffer("qkv", 3 * dim, n_tokens)
-    context = prepared.buffer("context", dim, n_tokens)
-    projected = prepared.buffer("projected", dim, n_tokens)
-    hidden = prepared.buffer("hidden", config.hidden_dim, n_tokens)
-    normed = prepared.buffer("normed", dim, n_tokens) if config.pre_norm else x
-    gelu = config.gelu_activation
     for layer in prepared.layers:
         if output_hidden_states:
-            hidden_states.append(_unpack(x, batch, seq_len, full, rows, cols))
-        # attention
-        if config.pre_norm:
-            kernels.layer_norm(x, *layer["norm1"], eps, out=normed)
-        height = qkv.shape[0] // len(layer["qkv_weights"])
-        for part, weight in enumerate(layer["qkv_weights"]):
-            np.matmul(weight, normed, out=qkv[part * height:(part + 1) * height])  # [height, dim] @ [dim, tokens]
-        kernels.add_bias(qkv, layer["qkv_bias"])
-        packed_attention(qkv, starts, lengths, n_heads, config.causal, context, prepared.buffer)
-        np.matmul(layer["out_weight"], context, out=projected)
-        if config.pre_norm:
-            kernels.add_residual(x, projected, layer["out_bias"])
-            kernels.layer_norm(x, *layer["norm2"], eps, out=normed)
-        else:
-            kernels.residual_layer_norm(x, projected, layer["out_bias"], *layer["norm1"], eps, out=x)
-        # feed-forward
-        np.matmul(layer["lin1_weight"], normed, out=hidden)
-        if gelu:
-            kernels.bias_gelu(hidden, layer["lin1_bias"])
-        else:
-            hidden += layer["lin1_bias"][:, None]
-            np.maximum(hidden, 0, out=hidden)
-        np.matmul(layer["lin2_weight"], hidden, out=projected)
-        if config.pre_norm:
-            kernels.add_residual(x, projected, layer["lin2_bias"])
-        else:
-            kernels.residual_layer_norm(x, projected, layer["lin2_bias"], *layer["norm2"], eps, out=x)
-    last = _unpack(x, batch, seq_len, full, rows, cols)
+            hidden_states.append(unpacked(x))
+        transformer_layer(x, layer, config, starts, lengths, work, prepared.buffer)
+    last = unpacked(x)
     if output_hidden_states:
         hidden_states.append(last)
     return last, (tuple(hidden_states) if output_hidden_states else None)
+
+
+def embed(prepared: Prepared, config, input_ids, inputs_embeds, positions, langs, token_type_ids):
+    """The embedding layer on packed tokens ([tokens] ids, or [tokens, dim] embeds) -> x [dim, tokens] (a work
+    buffer): the readable ``layers.embedding_sum``, transposed, then LayerNorm in place."""
+    params = prepared.params
+    summed = layers.embedding_sum(params, input_ids, inputs_embeds, positions, langs, token_type_ids)
+    x = kernels.transpose(summed, prepared.buffer("x", config.emb_dim, summed.shape[0]))
+    norm = params["layer_norm_emb"]
+    return kernels.layer_norm(x, norm["weight"], norm["bias"], np.float32(config.layer_norm_eps), out=x)
+
+
+def transformer_layer(x, layer: dict, config, starts, lengths, work: dict, buffer=None):
+    """One layer, in place on x [dim, tokens] (packed, feature-major): attention, then the feed-forward block.
+
+    ``layer``: one entry of ``Prepared.layers``; ``work``: the [rows, tokens] buffers "qkv", "context", "projected",
+    "hidden" and "normed" (x itself for post-norm); ``buffer``: where attention gets its scratch scores.
+    """
+    eps = np.float32(config.layer_norm_eps)
+    qkv, normed, projected, hidden = work["qkv"], work["normed"], work["projected"], work["hidden"]
+    # attention
+    if config.pre_norm:
+        kernels.layer_norm(x, *layer["norm1"], eps, out=normed)
+    height = qkv.shape[0] // len(layer["qkv_weights"])
+    for part, weight in enumerate(layer["qkv_weights"]):
+        np.matmul(weight, normed, out=qkv[part * height:(part + 1) * height])  # [height, dim] @ [dim, tokens]
+    kernels.add_bias(qkv, layer["qkv_bias"])
+    packed_attention(qkv, starts, lengths, config.n_heads, config.causal, work["context"], buffer)
+    np.matmul(layer["out_weight"], work["context"], out=projected)
+    if config.pre_norm:
+        kernels.add_residual(x, projected, layer["out_bias"])
+        kernels.layer_norm(x, *layer["norm2"], eps, out=normed)
+    else:
+        kernels.residual_layer_norm(x, projected, layer["out_bias"], *layer["norm1"], eps, out=x)
+    # feed-forward
+    np.matmul(layer["lin1_weight"], normed, out=hidden)
+    if config.gelu_activation:
+        kernels.bias_gelu(hidden, layer["lin1_bias"])
+    else:
+        hidden += layer["lin1_bias"][:, None]
+        np.maximum(hidden, 0, out=hidden)
+    np.matmul(layer["lin2_weight"], hidden, out=projected)
+    if config.pre_norm:
+        kernels.add_residual(x, projected, layer["lin2_bias"])
+    else:
+        kernels.residual_layer_norm(x, projected, layer["lin2_bias"], *layer["norm2"], eps, out=x)
+    return x
 
 
 def _unpack(x, batch, seq_len, full, rows, cols):
@@ -173,9 +187,9 @@ def packed_attention(qkv, starts, lengths, n_heads, causal, context, buffer=None
 
     qkv [3 dim, tokens] feature-major (queries, then keys, then values); sequence s owns the columns
     starts[s] .. starts[s] + lengths[s]. Per sequence: two BLAS products around the Numba softmax. ``buffer(name,
-    *shape)`` hands out the scores' scratch array (``Prepared.buffer``; a new array by default). A single Numba
-    kernel over all the sequences was slower at every length we measured, 8 tokens included (19 against 13 us, 12
-    heads), and BLAS is far ahead on long ones.
+    *shape)`` hands out the scores' scratch array (``Prepared.buffer``; a new array by default). Why not one Numba
+    kernel over all the sequences: it was slower at every length measured, the shortest included (see
+    benchmarks/README.md), and BLAS is far ahead on long ones.
     """
     buffer = buffer or (lambda name, *shape: np.empty(shape, dtype=np.float32))
     dim = context.shape[0]

@@ -24,10 +24,10 @@ def choose_threading_layer() -> str:
     (``NUMBA_THREADING_LAYER``), else TBB when it is installed, else "workqueue".
 
     Why not simply Numba's default (OpenMP first): Numba's threads must not spin while waiting. Between two
-    kernels, BLAS runs the GEMMs on the same cores, and OpenMP's spinning workers starve it (we measured attention
-    50-100x slower with them on 2 busy cores). TBB's and workqueue's workers sleep. But workqueue is not
-    re-entrant: two Python threads entering it at once abort the whole process ("Concurrent access has been
-    detected"), hence ``PARALLEL_REGION`` below.
+    kernels, BLAS runs the GEMMs on the same cores, and OpenMP's spinning workers starve it (attention ran many
+    times slower: benchmarks/README.md). TBB's and workqueue's workers sleep. But workqueue is not re-entrant: two
+    Python threads entering it at once abort the whole process ("Concurrent access has been detected"), hence
+    ``PARALLEL_REGION`` below.
     """
     chosen = os.environ.get("NUMBA_THREADING_LAYER")
     if chosen:
@@ -90,7 +90,7 @@ def compiled(**options):
 
 # Every kernel compiles with error_model="numpy": a float division by zero gives inf or nan, as in NumPy (and as in
 # the plain-NumPy twins), instead of raising ZeroDivisionError. subtle: Python's rule costs a zero test in every
-# division, and that branch stops the compiler from vectorising the loop around it (GELU ran 15x slower with it).
+# division, and that branch stops the compiler from vectorising the loop around it.
 _ERRORS = "numpy"
 
 _SQRT_HALF = np.float32(1.0 / math.sqrt(2.0))
@@ -134,7 +134,8 @@ def _attention_kernel(q, k, v, mask, context, weights):
 
 
 def scaled_dot_product_attention(q, k, v, mask):
-    """Same contract as ``layers.scaled_dot_product_attention``: -> (context, weights)."""
+    """q [batch, heads, q_len, d], k and v [batch, heads, k_len, d], mask [batch, q_len, k_len] -> (context
+    [batch, heads, q_len, d], weights [batch, heads, q_len, k_len]): ``layers.scaled_dot_product_attention``'s."""
     batch, n_heads, q_len, head_dim = q.shape
     context = np.empty(q.shape, dtype=np.float32)
     weights = np.empty((batch, n_heads, q_len, k.shape[2]), dtype=np.float32)
@@ -153,8 +154,8 @@ def _gelu_kernel(x, out):
         flat_out[i] = np.float32(0.5) * value * (np.float32(1.0) + math.erf(value * _SQRT_HALF))
 
 
-def gelu(x):
-    """Same contract as ``layers.gelu``: the exact erf GELU, elementwise."""
+def gelu(x):  # [...] -> [...]
+    """Same contract as ``layers.gelu``: the exact erf GELU, elementwise, in float32."""
     x = np.ascontiguousarray(x, np.float32)
     out = np.empty_like(x)
     with PARALLEL_REGION:
@@ -168,9 +169,8 @@ def gelu(x):
 # float32 out. Each has a plain-NumPy twin in ``layers.py`` and tests/test_kernels.py holds them to it.
 #
 # They run on one core. Between two GEMMs, OpenBLAS's idle threads keep spinning on the other cores, and waking
-# Numba's own workers costs ~0.1 ms a call (workqueue layer). Measured on flaubert_base, 2 cores: a parallel
-# version was slower or level at every shape, up to 8 x 128 and 1 x 512 tokens (GELU over 3072 x 1024 floats:
-# 1.1 ms across the cores, 0.5 ms on one).
+# Numba's own workers costs more than these short passes gain from them: parallel versions were slower or level at
+# every shape measured (benchmarks/README.md, "One core for the Numba kernels").
 _FAST = {"contract", "reassoc", "nsz", "arcp"}  # enough licence to vectorise the row loops; no finite-math tricks
 
 
@@ -203,6 +203,11 @@ def _erf_f32(x):
     q = x2 * q + _B2
     q = x2 * q + _B0
     return x * p / q
+
+
+@numba.njit(inline="always", fastmath=_FAST, error_model=_ERRORS)
+def _gelu_f32(x):
+    return np.float32(0.5) * x * (np.float32(1.0) + _erf_f32(x * _SQRT_HALF))
 
 
 @numba.extending.intrinsic
@@ -241,27 +246,29 @@ def _exp_f32(x):
 # Every array below is feature-major: [features, tokens], one row per feature, the tokens along the row. (Why: a
 # linear layer is then ``W @ X``, which OpenBLAS runs faster than ``X @ W.T``; see fast.py.) A bias is one number
 # per row, and LayerNorm normalises each *column*. Every loop runs along a row, contiguous, so it vectorises.
-@_fast_kernel
-def bias_gelu(y, bias):
-    """In place: y <- gelu(y + bias[:, None]) (twin: ``layers.gelu(y.T + bias).T``). y float32 [hidden, tokens]."""
+@numba.njit(inline="always", fastmath=_FAST, error_model=_ERRORS)
+def _add_bias_rows(y, bias, then_gelu):
+    # y [rows, tokens] <- y + bias[:, None], then the erf GELU if ``then_gelu``. Each caller passes a constant, so
+    # the compiler drops the test: add_bias and bias_gelu compile to the loops each would be written alone.
     rows, tokens = y.shape
     for r in range(rows):
         row, offset = y[r], bias[r]
         for t in range(tokens):
             value = row[t] + offset
-            row[t] = np.float32(0.5) * value * (np.float32(1.0) + _erf_f32(value * _SQRT_HALF))
+            row[t] = _gelu_f32(value) if then_gelu else value
     return y
 
 
 @_fast_kernel
+def bias_gelu(y, bias):
+    """In place: y <- gelu(y + bias[:, None]) (twin: ``layers.gelu(y.T + bias).T``). y float32 [hidden, tokens]."""
+    return _add_bias_rows(y, bias, True)
+
+
+@_fast_kernel
 def add_bias(y, bias):
-    """In place: y <- y + bias[:, None] (the bias half of ``layers.linear``, feature-major)."""
-    rows, tokens = y.shape
-    for r in range(rows):
-        row, offset = y[r], bias[r]
-        for t in range(tokens):
-            row[t] += offset
-    return y
+    """In place: y [rows, tokens] <- y + bias[:, None] (the bias half of ``layers.linear``, feature-major)."""
+    return _add_bias_rows(y, bias, False)
 
 
 @_fast_kernel
@@ -281,8 +288,8 @@ TILE = 8
 @_fast_kernel
 def transpose(source, out):
     """out [cols, rows] <- source [rows, cols].T: between the token-major world outside and the fast path's
-    feature-major one. In TILE x TILE tiles, so that reads and writes both stay within a few cache lines (NumPy's
-    strided copy took 1.9 ms at 768 x 1024, this 0.5 ms)."""
+    feature-major one. In TILE x TILE tiles, so that reads and writes both stay within a few cache lines (faster
+    than NumPy's strided copy: benchmarks/README.md)."""
     rows, cols = source.shape
     for r0 in range(0, rows, TILE):
         r1 = min(r0 + TILE, rows)
@@ -295,8 +302,7 @@ def transpose(source, out):
 
 # LayerNorm works in place, in two passes over the rows: one sums each column (and its squares), one normalises.
 # subtle: in place on purpose. A loop reading one array and writing another that turns out to be the same memory
-# fails the compiler's run-time overlap check and falls back to scalar code: that made the kernel 4.5x slower
-# (768 x 1024 floats: 0.55 ms against 0.12 ms in place).
+# fails the compiler's run-time overlap check and falls back to scalar code, several times slower.
 @_fast_kernel
 def _layer_norm_in_place(x, gamma, beta, eps):
     # x [dim, tokens] <- (x - mean) / sqrt(variance + eps) * gamma + beta per column, in place; each column's sum and
@@ -345,9 +351,8 @@ def residual_layer_norm(x, y, bias, gamma, beta, eps, out=None):
     """out <- LayerNorm(x + (y + bias[:, None])) over each column: the post-norm residual step (``out`` may be x).
     All [dim, tokens]. Twin: ``layers.residual_layer_norm`` on the transposes.
 
-    Two passes, ``add_residual`` then LayerNorm. (A single kernel that summed the columns while adding the residual
-    was 15 % faster at 1,024 tokens, 0.14 against 0.16 ms: under 0.1 % of a forward pass, for a second copy of
-    LayerNorm's loops.)
+    Two passes, ``add_residual`` then LayerNorm: one kernel doing both would save too little to notice in a forward
+    pass (benchmarks/README.md) for a second copy of LayerNorm's loops.
     """
     out = _in_place_target(x, out)
     add_residual(out, y, bias)
@@ -357,7 +362,7 @@ def residual_layer_norm(x, y, bias, gamma, beta, eps, out=None):
 
 # The row maximum is kept as MAX_LANES running maxima side by side. subtle: one running maximum is a chain of
 # dependent compares that the compiler may not vectorise (without the no-NaN licence we don't give it); sixteen
-# independent ones vectorise. Measured: the whole softmax 18-25 % faster (12 heads, 64 to 512 keys).
+# independent ones vectorise, which makes the whole softmax faster (benchmarks/README.md).
 MAX_LANES = 16
 
 

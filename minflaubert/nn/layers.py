@@ -17,6 +17,7 @@ MASKED_SCORE = np.finfo(np.float32).min
 
 
 def linear(x, p):  # [..., in] -> [..., out]
+    """x @ W.T + b, the weight in PyTorch's [out, in] layout (the bias is optional)."""
     y = x @ p["weight"].T
     return y + p["bias"] if "bias" in p else y
 
@@ -42,6 +43,7 @@ def gelu(x):  # [...] -> [...]
 
 
 def relu(x):  # [...] -> [...]
+    """max(x, 0), elementwise."""
     return np.maximum(x, 0)
 
 
@@ -94,11 +96,13 @@ def attention_mask_matrix(mask, causal):  # [batch, seq] -> [batch, seq (queries
 
 # ------------------------------------------------------------------------------------------------ attention
 def split_heads(x, n_heads):  # [batch, seq, dim] -> [batch, heads, seq, head_dim]
+    """Cut each vector into n_heads slices of head_dim = dim / n_heads, and bring the heads axis forward."""
     batch, seq_len, dim = x.shape
     return x.reshape(batch, seq_len, n_heads, dim // n_heads).transpose(0, 2, 1, 3)
 
 
 def merge_heads(x):  # [batch, heads, seq, head_dim] -> [batch, seq, dim]
+    """The inverse of ``split_heads``: each token's head slices side by side again."""
     batch, n_heads, seq_len, head_dim = x.shape
     return x.transpose(0, 2, 1, 3).reshape(batch, seq_len, n_heads * head_dim)
 
