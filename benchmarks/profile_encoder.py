@@ -54,7 +54,7 @@ def main():
     def matmul(a, b, out=None):  # name the GEMM by its operands (fast.py is feature-major: out = W @ X)
         if a.ndim == 3:
             group = "attention scores q k^T" if a.strides[-2] < a.strides[-1] else "attention weights x v"
-        elif np.may_share_memory(out, model._fast._buffers["qkv"]):  # (a row block of) the q/k/v buffer
+        elif np.may_share_memory(out, model._fast._per_thread.buffers["qkv"]):  # (a row block of) the q/k/v buffer
             group = "GEMM q/k/v"
         elif a.shape[0] > a.shape[1]:
             group = "GEMM lin1"

@@ -12,13 +12,14 @@ import warnings
 
 import numpy as np
 
-from ..nn import fast, layers, paths
 from ..checkpoints.atomic import atomic_folder
+from ..checkpoints.weights import check_state_dict, load_state_dict, save_state_dict, unflatten, warn_about_keys
+from ..nn import fast, layers, paths
 from .config import FlaubertConfig, split_keywords
+from .initialization import init_weights
 from .inputs import encoder_inputs
 from .outputs import BaseModelOutput
-from ..checkpoints.weights import check_state_dict, load_state_dict, save_state_dict, unflatten, warn_about_keys
-from .initialization import init_weights
+from .sentences import encode_texts
 
 
 def encoder_shapes(config: FlaubertConfig) -> dict[str, tuple]:
@@ -311,8 +312,6 @@ class FlaubertModel(FlaubertPreTrainedModel):
         ``normalize=True`` scales each vector to length 1 (dot product = cosine similarity). The tokenizer is the
         one saved with the checkpoint unless given. See ``sentences.encode_texts`` for the rest.
         """
-        from .sentences import encode_texts  # (it imports the pipelines, which import this module)
-
         if tokenizer is None:
             tokenizer = self.saved_tokenizer()
         return encode_texts(self, tokenizer, texts, batch_size=batch_size, pooling=pooling, normalize=normalize,
