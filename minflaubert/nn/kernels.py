@@ -5,6 +5,9 @@ The NumPy attention builds the whole [batch, heads, q, k] score tensor three tim
 exponentials); here one pass over each query row does it all in a few cache-resident lines, and the (batch, head)
 pairs are shared between the cores. Compiled machine code is kept on disk (Numba's ``cache=True``, see ``compiled``),
 so only the very first import on a machine pays for compilation.
+
+It runs a little over 400 lines because the threading layer and the on-disk cache, which every kernel depends on,
+are set up here, next to the kernels.
 """
 from __future__ import annotations
 
