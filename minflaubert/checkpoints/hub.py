@@ -255,11 +255,13 @@ class _Hub:
         return OSError(f"cannot download {self.repo_id}/{filename}: {type(error).__name__}: {error}")
 
     def how_to_download(self) -> str:
+        """The end of an offline error message: the one command that fetches this checkpoint."""
         return (f". Download it once while online: `minflaubert download {self.name}` (or any transformers or "
                 f"huggingface_hub download of it into the same cache)")
 
     @staticmethod
     def endpoint() -> str:
+        """The hub address huggingface_hub uses (``HF_ENDPOINT`` if set), for error messages."""
         from huggingface_hub import constants
 
         return constants.ENDPOINT

@@ -98,6 +98,7 @@ class _StorageType(_Sealed):
 
     @property
     def is_bfloat16(self) -> bool:
+        """bfloat16 has no NumPy dtype: its elements are widened to float32 when read."""
         return self.name == "BFloat16Storage"
 
 
@@ -257,6 +258,7 @@ class _Storage(_Sealed):
 
     @cached_property
     def elements(self) -> np.ndarray:
+        """The storage's elements as a flat array, read from the archive once."""
         itemsize = np.dtype(self.storage_type.numpy_code).itemsize
         raw = self.archive.storage_bytes(self.key, self.numel * itemsize)
         return _decode_elements(raw, self.storage_type, self.archive.byteorder)
