@@ -41,8 +41,8 @@ CLOZE = [
     ("Les enfants jouaient dans le <special1> .", {"jardin", "parc", "bois", "village"}),
     ("Il ferma les yeux et s' <special1> .", {"endormit"}),
 ]
-MIN_TOP5_HITS = 14  # the shipped model finds 16 in its first five and 10 first: see "Held-out results" in its model card
-MIN_TOP1_HITS = 8
+MIN_TOP5_HITS = 15  # the shipped model finds 17 in its first five and 13 first: see "Held-out results" in its model card
+MIN_TOP1_HITS = 11
 
 
 def test_the_folder_is_complete_and_small():
