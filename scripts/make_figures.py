@@ -337,7 +337,8 @@ def loss_curve(plt):
     jumps = np.nonzero(np.diff(loss) > 1.0)[0]
     if len(jumps):  # train_tiny.py's last phase: longer sequences (its loss is not comparable with the first phase)
         left.axvline(step[jumps[0] + 1], color="grey", lw=0.8, ls=":")
-        left.text(step[jumps[0] + 1], np.nanmax(loss) * 0.9, "256-token\nsequences\nfrom here ", ha="right",
+        middle = (np.nanmin(loss) + np.nanmax(loss)) / 2  # below the accuracy curve, above the loss
+        left.text(step[jumps[0] + 1], middle, "256-token\nsequences\nfrom here ", ha="right",
                   fontsize=8, color="grey")
     minutes = float(rows[-1]["minutes"])
     left.set_title(f"training weights/flaubert_tiny: {int(step[-1]):,} steps, {minutes:.0f} minutes on 2 CPU cores")

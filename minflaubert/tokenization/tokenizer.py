@@ -16,6 +16,9 @@ Everything here reproduces transformers' ``FlaubertTokenizer`` (5.x) id for id; 
 novel. What transformers cannot do (it has no "fast" tokenizer for FlauBERT) and we add: the character span of every
 token in the *original* text (``return_offsets_mapping=True``, :mod:`.offsets`) and ``word_ids()``, which token
 classification and question answering need.
+
+It runs a little over 400 lines because it is one class whose methods are transformers' API, kept together so
+that a reader finds each one where transformers users look for it.
 """
 from __future__ import annotations
 
