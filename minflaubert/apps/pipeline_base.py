@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..models.batching import batches_by_length, pad
+from ..models.batching import batches_by_length, padded_batch
 from ..models.config import FlaubertConfig
 from ..models.inputs import check_positive
 from ..models.model import FlaubertPreTrainedModel
@@ -113,8 +113,7 @@ class Pipeline:
         outputs = [None] * len(features)
         for batch in tqdm(batches, desc=self.task, unit="batch", disable=not self.progress, file=sys.stderr):
             rows = [features[i] for i in batch]
-            input_ids = pad([row["input_ids"] for row in rows], self.tokenizer.pad_token_id)
-            attention_mask = pad([[1] * len(row["input_ids"]) for row in rows], 0)
+            input_ids, attention_mask = padded_batch([row["input_ids"] for row in rows], self.tokenizer.pad_token_id)
             batch_outputs = self.forward(input_ids, attention_mask, rows)
             for r, i in enumerate(batch):
                 outputs[i] = {name: values[r] for name, values in batch_outputs.items()}

@@ -20,3 +20,9 @@ def pad(rows: list[list], value) -> np.ndarray:
     """Right-pad lists of numbers to the longest one: [batch, longest]."""
     longest = max(len(row) for row in rows)
     return np.array([list(row) + [value] * (longest - len(row)) for row in rows])
+
+
+def padded_batch(rows: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token-id rows -> (input_ids [batch, longest] right-padded with ``pad_id``, attention_mask [batch, longest]:
+    1 on the rows' own tokens, 0 on the padding)."""
+    return pad(rows, pad_id), pad([[1] * len(row) for row in rows], 0)

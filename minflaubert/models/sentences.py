@@ -12,7 +12,7 @@ import sys
 import numpy as np
 from tqdm.auto import tqdm
 
-from .batching import batches_by_length, pad
+from .batching import batches_by_length, padded_batch
 from .inputs import check_choice, check_positive
 
 PROGRESS_FROM_BATCHES = 10  # progress=None shows a bar (on a terminal) from this many batches on
@@ -38,8 +38,7 @@ def encode_texts(model, tokenizer, texts, batch_size: int = 32, pooling: str = "
     vectors = np.zeros((len(texts), model.config.emb_dim), np.float32)
     for batch in tqdm(batches, desc="encode", unit="batch", file=sys.stderr, disable=disable):
         rows = [ids[i] for i in batch]
-        input_ids = pad(rows, tokenizer.pad_token_id)
-        attention_mask = pad([[1] * len(row) for row in rows], 0)
+        input_ids, attention_mask = padded_batch(rows, tokenizer.pad_token_id)
         last, _, _ = model.run_encoder(input_ids=input_ids, attention_mask=attention_mask)
         for r, i in enumerate(batch):
             vectors[i] = pool(last[r, :len(rows[r])], pooling, normalize)  # the text's own tokens, no padding
@@ -68,14 +67,13 @@ def pool(token_vectors: np.ndarray, pooling: str, normalize: bool = False) -> np
     not trained to make sentence vectors, so none of them is "the" sentence embedding. ``normalize`` divides the
     vector by its Euclidean length, so that the dot product of two vectors is their cosine similarity.
     """
+    check_choice("pooling", pooling, POOLINGS)
     if pooling == "mean":
         vector = token_vectors.mean(axis=0)
     elif pooling == "first":
         vector = token_vectors[0]
-    elif pooling == "max":
+    else:  # "max"
         vector = token_vectors.max(axis=0)
-    else:
-        raise ValueError(f"pooling must be one of {', '.join(map(repr, POOLINGS))}, got {pooling!r}")
     if normalize:
         vector = vector / max(float(np.linalg.norm(vector)), 1e-12)  # 1e-12: an all-zero vector stays zero
     return vector.astype(np.float32, copy=False)
