@@ -73,3 +73,42 @@ def test_a_corrupt_cache_is_ignored_then_repaired(tmp_path):
         path.write_bytes(os.urandom(24) if number % 2 else b"")  # garbage, or a write cut to nothing
     assert run_copy(tmp_path) == expected
     assert run_copy(tmp_path) == expected
+
+
+COMPILES = """
+import sys
+import numpy as np
+import minflaubert
+assert "numba" not in sys.modules, "import minflaubert loaded Numba"
+import numba
+from minflaubert import FlaubertModel
+from minflaubert.nn import kernels
+model = FlaubertModel.from_pretrained(FOLDER)
+ids = np.array([[5, 6, 7, 8, 9]])
+model(input_ids=ids, output_attentions=True)
+model(input_ids=ids)
+for name, value in sorted(vars(kernels).items()):
+    if isinstance(value, numba.core.dispatcher.Dispatcher) and value.signatures:
+        print(name, sum(value.stats.cache_hits.values()), sum(value.stats.cache_misses.values()))
+"""
+
+
+def test_import_compiles_nothing_and_the_next_process_loads_every_kernel_from_the_cache(tmp_path):
+    """``import minflaubert`` must not even load Numba (its import alone is most of a cold start), and a second
+    process must load every kernel's machine code from the cache: a miss would mean compiling on every start."""
+    copy_package(tmp_path)
+    script = COMPILES.replace("FOLDER", repr(str(FIXTURES / "tiny-model")))
+    environment = {name: value for name, value in os.environ.items() if name != "NUMBA_CACHE_DIR"}
+    environment.update(PYTHONPATH=str(tmp_path), PYTHONDONTWRITEBYTECODE="1")
+
+    def run() -> dict[str, tuple[int, int]]:
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment,
+                                cwd=tmp_path, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return {name: (int(hits), int(misses)) for name, hits, misses in map(str.split, result.stdout.splitlines())}
+
+    first = run()  # compiles, and fills the cache
+    assert first and all(misses > 0 for _, misses in first.values()), first
+    second = run()
+    assert second.keys() == first.keys()
+    assert all(hits > 0 and misses == 0 for hits, misses in second.values()), second
