@@ -4,11 +4,16 @@ Builds the flaubert_base architecture (vocab 68,729, 768 x 12 layers x 12 heads)
 weights, saves it once (``--folder``, default a folder under the temp dir, reused by later runs), loads it with
 minflaubert, and times all engines on the same inputs in ONE process, in alternating runs (so every engine sees the
 same machine load): we print the median of ``--runs`` runs of each and minflaubert's (and ONNX Runtime's) time as a
-ratio to transformers' (below 1 = faster). ONNX Runtime runs if it is installed (``pip install -e '.[benchmark]'``):
-the model is exported with ``torch.onnx.export(..., dynamo=True)``, intra-op spinning off.
+ratio to transformers' (below 1 = faster), then the same figures as a Markdown table to paste into a README. ONNX
+Runtime runs if it is installed (``pip install -e '.[benchmark]'``): the model is exported with
+``torch.onnx.export(..., dynamo=True)``, intra-op spinning off. The BLAS line says which BLAS library and which of
+its kernels ran (threadpoolctl, if installed).
 
-    python benchmarks/encoder.py [--runs 5] [--threads 2] [--shapes 1x16,1x128,8x128,1x512,padded] [--no-onnx]
-                                 [--settle 0.2]
+    PYTHONPATH=. python benchmarks/encoder.py --runs 5
+
+Options: ``--threads 2``, ``--shapes 1x16,1x128,8x128,1x512,padded``, ``--no-onnx``, ``--settle 0.2``, and
+``--tiny``: a tiny architecture (64 x 2 layers x 4 heads) on small shapes, saved in its own folder; it checks that
+the script works (the tests run it), its times mean nothing.
 
 Each timed run starts after a pause (``--settle`` seconds): after a call, OpenBLAS's worker threads (ours) and
 OpenMP's (PyTorch's) keep spin-waiting on the cores for a while, and without the pause the next engine in the
@@ -21,36 +26,36 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-BASE = dict(vocab_size=68729, emb_dim=768, n_layers=12, n_heads=12, max_position_embeddings=512)
+from common import BASE, architecture, blas_info, default_folder, markdown_table, median_times, ratio
+
 SHAPES = {"1x16": (1, 16), "1x128": (1, 128), "8x128": (8, 128), "1x512": (1, 512), "padded": (8, 128)}
-TARGETS = {"1x16": 0.45, "1x128": 0.75, "8x128": 0.85, "1x512": 0.90, "padded": 0.65}
+TINY_SHAPES = {"1x16": (1, 16), "4x32": (4, 32), "padded": (4, 32)}
+TARGETS = {"1x16": 0.45, "1x128": 0.75, "8x128": 0.85, "1x512": 0.90, "padded": 0.65}  # ours/torch, base model
 
 
-def build(folder: Path):
-    """The base architecture with transformers' random weights, saved to ``folder`` (once)."""
+def build(folder: Path, config: dict = BASE):
+    """The architecture ``config`` with transformers' random weights, saved to ``folder`` (once)."""
     import torch
     import transformers
 
     if not (folder / "model.safetensors").is_file():
         torch.manual_seed(0)
-        model = transformers.FlaubertModel(transformers.FlaubertConfig(**BASE)).eval()
+        model = transformers.FlaubertModel(transformers.FlaubertConfig(**config)).eval()
         model.save_pretrained(str(folder))
     return transformers.FlaubertModel.from_pretrained(str(folder)).eval()
 
 
-def make_inputs(name: str, rng) -> dict:
-    batch, seq_len = SHAPES[name]
-    ids = rng.integers(5, BASE["vocab_size"], size=(batch, seq_len))
+def make_inputs(name: str, rng, config: dict = BASE, shapes: dict = SHAPES) -> dict:
+    batch, seq_len = shapes[name]
+    ids = rng.integers(5, config["vocab_size"], size=(batch, seq_len))
     mask = np.ones((batch, seq_len), dtype=np.int64)
-    if name == "padded":  # 8 sequences of random lengths 16..128, right-padded (pad id 2)
-        lengths = rng.integers(16, 129, size=batch)
+    if name == "padded":  # sequences of random lengths seq_len/8..seq_len (16..128 for 8x128), right-padded (pad id 2)
+        lengths = rng.integers(seq_len // 8, seq_len + 1, size=batch)
         mask = (np.arange(seq_len)[None, :] < lengths[:, None]).astype(np.int64)
         ids[mask == 0] = 2
     return dict(input_ids=ids, attention_mask=mask)
@@ -79,6 +84,7 @@ def sgemm_limit(repeats: int = 10) -> float:
 
 
 def onnx_session(model, folder: Path, threads: int):
+    """An ONNX Runtime session on the model exported to ``folder/model.onnx`` (once), or None without onnxruntime."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -99,72 +105,94 @@ def onnx_session(model, folder: Path, threads: int):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def main():
-    parser = argparse.ArgumentParser()
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--shapes", default=",".join(SHAPES))
-    parser.add_argument("--folder", default=str(Path(tempfile.gettempdir()) / "minflaubert-bench-base"))
+    parser.add_argument("--shapes", help="comma-separated (default: all of the size's shapes)")
+    parser.add_argument("--folder", help="where the checkpoint is saved once (default: one per size, in the temp dir)")
     parser.add_argument("--no-onnx", action="store_true")
+    parser.add_argument("--tiny", action="store_true", help="a tiny model on small shapes: checks the script runs")
     parser.add_argument("--settle", type=float, default=0.2,
                         help="seconds of pause before each timed run (0 to run back to back)")
     args = parser.parse_args()
+    args.config = architecture(args.tiny)
+    args.shape_table = TINY_SHAPES if args.tiny else SHAPES
+    args.shapes = (args.shapes or ",".join(args.shape_table)).split(",")
+    args.folder = Path(args.folder) if args.folder else default_folder(args.tiny)
+    return args
 
+
+def load_engines(args) -> dict:
+    """Each engine as a function: inputs (NumPy arrays) -> the last hidden state (a NumPy array)."""
     import torch
 
     from minflaubert.models.model import FlaubertModel
 
     torch.set_num_threads(args.threads)
-    folder = Path(args.folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    reference = build(folder)
-    ours = FlaubertModel.from_pretrained(folder)
-    session = None if args.no_onnx else onnx_session(reference, folder, args.threads)
-    limit = sgemm_limit()
-    print(f"threads {args.threads}, runs {args.runs}, sgemm limit {limit:.0f} GFLOP/s (NumPy BLAS, 512x768x3072), "
-          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}, "
-          f"settle {args.settle} s")
+    args.folder.mkdir(parents=True, exist_ok=True)
+    reference = build(args.folder, args.config)
+    ours = FlaubertModel.from_pretrained(args.folder)
+    session = None if args.no_onnx else onnx_session(reference, args.folder, args.threads)
 
     def run_torch(inputs):
         with torch.inference_mode():
             return reference(**{k: torch.from_numpy(v) for k, v in inputs.items()}).last_hidden_state.numpy()
 
-    def run_ours(inputs):
-        return ours(**inputs).last_hidden_state
-
-    def run_onnx(inputs):
-        return session.run(None, inputs)[0]
-
-    engines = {"transformers": run_torch, "minflaubert": run_ours}
+    engines = {"transformers": run_torch, "minflaubert": lambda inputs: ours(**inputs).last_hidden_state}
     if session is not None:
-        engines["onnxruntime"] = run_onnx
-    rng = np.random.default_rng(0)
+        engines["onnxruntime"] = lambda inputs: session.run(None, inputs)[0]
+    return engines
+
+
+def check_outputs(engines: dict, inputs: dict, name: str) -> None:
+    """Every engine's output equals transformers' at the real (not padded) positions. Also the warm-up run."""
+    expected = engines["transformers"](inputs)
+    keep = inputs["attention_mask"][..., None].astype(bool)
+    for engine, run in engines.items():
+        error = float(np.abs(np.where(keep, run(inputs) - expected, 0)).max())
+        assert error < 1e-3, f"{engine} differs from transformers by {error} at {name}"
+
+
+def main():
+    args = parse_args()
+    engines = load_engines(args)
+    limit = sgemm_limit()
+    print(f"threads {args.threads}, runs {args.runs}, sgemm limit {limit:.0f} GFLOP/s (NumPy BLAS, 512x768x3072), "
+          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}, settle {args.settle} s"
+          + (", TINY model (times mean nothing)" if args.tiny else ""))
+    print(blas_info())
+    onnx = "onnxruntime" in engines
     header = f"{'shape':8} {'GFLOP':>6} " + " ".join(f"{name + ' ms':>15}" for name in engines)
-    header += f" {'ours/torch':>10} {'target':>6}" + (" onnx/torch" if session else "") + "  ours GFLOP/s (% limit)"
+    header += f" {'ours/torch':>10} {'target':>6}" + (" onnx/torch" if onnx else "") + "  ours GFLOP/s (% limit)"
     print(header)
-    for name in args.shapes.split(","):
-        inputs = make_inputs(name, rng)
-        expected = run_torch(inputs)
-        keep = inputs["attention_mask"][..., None].astype(bool)
-        for engine, run in engines.items():  # warm-up, and outputs equal at the real positions
-            error = float(np.abs(np.where(keep, run(inputs) - expected, 0)).max())
-            assert error < 1e-3, f"{engine} differs from transformers by {error} at {name}"
-        times = {engine: [] for engine in engines}
-        for _ in range(args.runs):
-            for engine, run in engines.items():
-                time.sleep(args.settle)  # the previous engine's idle threads stop spin-waiting (see the docstring)
-                start = time.perf_counter()
-                run(inputs)
-                times[engine].append(time.perf_counter() - start)
-        median = {engine: statistics.median(t) for engine, t in times.items()}
-        ratio = median["minflaubert"] / median["transformers"]
-        gflop = flops(inputs) / 1e9
+    rng = np.random.default_rng(0)
+    rows = []
+    for name in args.shapes:
+        inputs = make_inputs(name, rng, args.config, args.shape_table)
+        check_outputs(engines, inputs, name)
+        median = median_times({engine: (lambda run=run: run(inputs)) for engine, run in engines.items()},
+                              args.runs, args.settle)
+        gflop = flops(inputs, args.config) / 1e9
         rate = gflop / median["minflaubert"]
+        target = "-" if args.tiny else f"{TARGETS[name]:.2f}"  # the targets are the base model's
         line = f"{name:8} {gflop:6.1f} " + " ".join(f"{median[e] * 1e3:15.1f}" for e in engines)
-        line += f" {ratio:10.2f} {TARGETS[name]:6.2f}"
-        if session is not None:
-            line += f" {median['onnxruntime'] / median['transformers']:10.2f}"
+        line += f" {ratio(median['minflaubert'], median['transformers']):>10} {target:>6}"
+        if onnx:
+            line += f" {ratio(median['onnxruntime'], median['transformers']):>10}"
         print(line + f"  {rate:6.0f} ({100 * rate / limit:.0f} %)", flush=True)
+        rows.append(markdown_row(name, median, target))
+    print()
+    print(markdown_table(["shape", *(f"{e} ms" for e in engines), "ours/torch", "target", "onnx/torch", "ours/onnx"],
+                         rows))
+
+
+def markdown_row(name: str, median: dict, target: str) -> list:
+    """One shape's line of the Markdown table: the times in ms, then the ratios ("-" without ONNX Runtime)."""
+    onnx = median.get("onnxruntime")
+    return [name, *(f"{seconds * 1e3:.1f}" for seconds in median.values()),
+            ratio(median["minflaubert"], median["transformers"]), target,
+            ratio(onnx, median["transformers"]), ratio(median["minflaubert"], onnx)]
 
 
 if __name__ == "__main__":
