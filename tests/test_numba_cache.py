@@ -82,14 +82,17 @@ import minflaubert
 assert "numba" not in sys.modules, "import minflaubert loaded Numba"
 import numba
 from minflaubert import FlaubertModel
-from minflaubert.nn import kernels
+from minflaubert.nn import gemm, kernels, threads, tiled_attention
 model = FlaubertModel.from_pretrained(FOLDER)
 ids = np.array([[5, 6, 7, 8, 9]])
 model(input_ids=ids, output_attentions=True)
 model(input_ids=ids)
-for name, value in sorted(vars(kernels).items()):
-    if isinstance(value, numba.core.dispatcher.Dispatcher) and value.signatures:
-        print(name, sum(value.stats.cache_hits.values()), sum(value.stats.cache_misses.values()))
+gemm.matmul(*(np.ones(shape, np.float32) for shape in ((512, 512), (512, 64), (512, 64))))  # shared by threads
+for module in (gemm, kernels, threads, tiled_attention):
+    for name, value in sorted(vars(module).items()):
+        if isinstance(value, numba.core.dispatcher.Dispatcher) and value.signatures:
+            print(module.__name__ + "." + name, sum(value.stats.cache_hits.values()),
+                  sum(value.stats.cache_misses.values()))
 """
 
 
@@ -110,5 +113,6 @@ def test_import_compiles_nothing_and_the_next_process_loads_every_kernel_from_th
     first = run()  # compiles, and fills the cache
     assert first and all(misses > 0 for _, misses in first.values()), first
     second = run()
-    assert second.keys() == first.keys()
+    # subtle: a kernel called only from inside another comes with that one's cached code, so it may not be listed
+    assert second and second.keys() <= first.keys()
     assert all(hits > 0 and misses == 0 for hits, misses in second.values()), second

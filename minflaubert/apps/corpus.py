@@ -166,8 +166,11 @@ def warn_cut(cut: int, lines: int, max_length: int) -> None:
 
 def embed_shard(job: ShardJob, index: int, first_line: int, texts: list[str], progress=None) -> tuple[int, int]:
     """Embed one shard's texts and write ``part-INDEX.parquet`` atomically; -> (its lines, how many were cut)."""
+    from ..nn import threads
+
     threadpoolctl = import_extra("threadpoolctl")
-    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):  # the bytes must not depend on the cores
+    # one core per process (Dask runs one process per core), and the bytes must not depend on the cores
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"), threads.alone():
         vectors, cut = embed_texts(loaded_pipeline(job), texts, job.pooling, job.normalize, progress)
     write_shard(Path(job.folder), index, first_line, texts, vectors, job.keep_text)
     return len(texts), cut

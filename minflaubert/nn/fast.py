@@ -6,17 +6,18 @@ What changes (and why), against the readable path in ``model.py`` + ``layers.py`
   never goes through a linear layer, the FFN or attention; each sequence attends to its own tokens only. Padded
   positions are written back as zeros at the end, as the reference keeps them.
 * **Activations are feature-major**: [features, tokens], the transpose of the readable path's [tokens, features].
-  A linear layer is then ``W @ X`` instead of ``X @ W.T``: the same numbers, but OpenBLAS computes them faster
-  in that orientation, at every length (benchmarks/README.md, "What bounds what", gives the figures). LayerNorm
+  A linear layer is then ``W @ X`` instead of ``X @ W.T``: the weight is read along its rows, as stored. LayerNorm
   then normalises columns, and attention reads each head as a [head_dim, tokens] block of rows.
-* **BLAS for every matrix product** (``np.matmul(..., out=)`` into preallocated buffers), far faster than any
-  loop we could write. Queries, keys and values land one under the other in one [3 dim, tokens] buffer (three
-  GEMMs into its row blocks, or one against a fused weight with ``prepare(..., fuse_qkv=True)``: it costs a copy).
-  Attention too: per sequence, its scores and its weighted sum are two batched products over the heads.
+* **Matrix products by ``gemm.py``**, a register-tiled kernel compiled for this CPU (AVX-512 or AVX2), into
+  preallocated buffers; on a CPU with neither, by NumPy's BLAS (``MATRIX_PRODUCTS`` says which). Queries, keys
+  and values land one under the other in one [3 dim, tokens] buffer: three products, handed to the threads as
+  one job. Attention per (sequence, head) is ``tiled_attention.py``, on the same kernel (``packed_attention``
+  below is the BLAS version, for the other CPUs).
 * **Fused elementwise passes** (Numba, ``kernels.py``): bias + GELU in place, bias + residual in place (then
   LayerNorm in place), attention's scale + mask + softmax in one pass.
-* **Preallocated buffers**, reused from call to call; float32 everywhere. Each thread has its own (one model
-  may serve many threads at once: shared scratch arrays would mix their activations).
+* **Preallocated buffers**, reused from call to call, in huge pages where the OS has them; float32 everywhere.
+  Each thread has its own (one model may serve many threads at once: shared scratch arrays would mix their
+  activations).
 
 It applies when no key/value ``cache`` is used, attention maps are not asked for, and the padding mask can be
 packed (any mask for a bidirectional model; right padding for a causal one, whose reference attends to padding
@@ -25,18 +26,22 @@ keys otherwise). ``paths.path_to_run`` sends every other call of path "fast" to 
 from __future__ import annotations
 
 import math
+import mmap
 import threading
 
 import numpy as np
 
-from . import kernels, layers
+from . import gemm, kernels, layers, tiled_attention
+
+# Which code computes the matrix products, for this CPU (printed by the benchmarks).
+MATRIX_PRODUCTS = gemm.KERNEL
 
 
 class Prepared:
-    """Per-model state of the fast path: fused weights (built once, then only read) and reusable work buffers
-    (one set per thread)."""
+    """Per-model state of the fast path: each layer's weights, gathered (views, no copies; only the q/k/v biases
+    are joined into one), and reusable work buffers (one set per thread)."""
 
-    def __init__(self, params: dict, config, fuse_qkv: bool = False):
+    def __init__(self, params: dict, config):
         self.config = config
         self.layers = []
         for i in range(config.n_layers):
@@ -44,8 +49,7 @@ class Prepared:
             q, k, v = attention["q_lin"], attention["k_lin"], attention["v_lin"]
             weights = [q["weight"], k["weight"], v["weight"]]
             self.layers.append(dict(
-                # one [3 dim, dim] GEMM (a copy of the three matrices) or three into row blocks of one buffer (no copy)
-                qkv_weights=[np.concatenate(weights)] if fuse_qkv else weights,
+                qkv_weights=tuple(weights),  # three products into the row blocks of one buffer, as one job
                 qkv_bias=np.concatenate([q["bias"], k["bias"], v["bias"]]),
                 out_weight=attention["out_lin"]["weight"], out_bias=attention["out_lin"]["bias"],
                 lin1_weight=params["ffns"][i]["lin1"]["weight"], lin1_bias=params["ffns"][i]["lin1"]["bias"],
@@ -65,14 +69,37 @@ class Prepared:
         size = math.prod(shape)
         storage = buffers.get(name)
         if storage is None or storage.size < size:
-            storage = buffers[name] = np.empty(max(size, 1024), dtype=np.float32)
+            storage = buffers[name] = huge_page_array(max(size, 1024))
         return storage[:size].reshape(shape)
 
 
-def prepare(params: dict, config, fuse_qkv: bool = False) -> Prepared:
-    """The fast path's state for one model. ``fuse_qkv`` builds one [3 dim, dim] q/k/v weight per layer (one GEMM
-    instead of three: a little faster for short inputs, but a copy of every q/k/v weight kept in memory)."""
-    return Prepared(params, config, fuse_qkv)
+HUGE_PAGE = 2 << 20
+
+
+def huge_page_array(size: int) -> np.ndarray:
+    """An uninitialised float32 array of ``size``, in 2 MB pages where the OS offers them (Linux's transparent huge
+    pages), else an ordinary ``np.empty``.
+
+    Why: a matrix product reads the activations [depth, tokens] down their columns, one row every ``4 x tokens``
+    bytes: with 1,024 tokens that is a new 4 kB page at every step, and the CPU's table of recently used pages (the
+    TLB) overflows. With 2 MB pages it does not (the products at 1,024 tokens ran ~15 % faster).
+    """
+    nbytes = size * 4
+    if nbytes < HUGE_PAGE or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return np.empty(size, dtype=np.float32)
+    mapped = mmap.mmap(-1, nbytes + HUGE_PAGE)  # anonymous; freed when the last array using it is
+    try:
+        mapped.madvise(mmap.MADV_HUGEPAGE)
+    except OSError:  # huge pages turned off: ordinary pages, same array
+        pass
+    raw = np.frombuffer(mapped, dtype=np.uint8)
+    skip = -raw.ctypes.data % HUGE_PAGE  # start on a 2 MB boundary, so the first page can be a huge one
+    return raw[skip:skip + nbytes].view(np.float32)
+
+
+def prepare(params: dict, config) -> Prepared:
+    """The fast path's state for one model."""
+    return Prepared(params, config)
 
 
 def packable(config, mask: np.ndarray) -> bool:
@@ -146,25 +173,27 @@ def transformer_layer(x, layer: dict, config, starts, lengths, work: dict, buffe
     # attention
     if config.pre_norm:
         kernels.layer_norm(x, *layer["norm1"], eps, out=normed)
-    height = qkv.shape[0] // len(layer["qkv_weights"])
-    for part, weight in enumerate(layer["qkv_weights"]):
-        np.matmul(weight, normed, out=qkv[part * height:(part + 1) * height])  # [height, dim] @ [dim, tokens]
+    dim = config.emb_dim
+    gemm.matmuls(layer["qkv_weights"], normed, (qkv[:dim], qkv[dim:2 * dim], qkv[2 * dim:]))  # [dim, dim] @ [dim, tokens]
     kernels.add_bias(qkv, layer["qkv_bias"])
-    packed_attention(qkv, starts, lengths, config.n_heads, config.causal, work["context"], buffer)
-    np.matmul(layer["out_weight"], work["context"], out=projected)
+    if gemm.LANES:
+        tiled_attention.packed_attention(qkv, starts, lengths, config.n_heads, config.causal, work["context"])
+    else:
+        packed_attention(qkv, starts, lengths, config.n_heads, config.causal, work["context"], buffer)
+    gemm.matmul(layer["out_weight"], work["context"], projected)
     if config.pre_norm:
         kernels.add_residual(x, projected, layer["out_bias"])
         kernels.layer_norm(x, *layer["norm2"], eps, out=normed)
     else:
         kernels.residual_layer_norm(x, projected, layer["out_bias"], *layer["norm1"], eps, out=x)
     # feed-forward
-    np.matmul(layer["lin1_weight"], normed, out=hidden)
+    gemm.matmul(layer["lin1_weight"], normed, hidden)
     if config.gelu_activation:
         kernels.bias_gelu(hidden, layer["lin1_bias"])
     else:
         hidden += layer["lin1_bias"][:, None]
         np.maximum(hidden, 0, out=hidden)
-    np.matmul(layer["lin2_weight"], hidden, out=projected)
+    gemm.matmul(layer["lin2_weight"], hidden, projected)
     if config.pre_norm:
         kernels.add_residual(x, projected, layer["lin2_bias"])
     else:
