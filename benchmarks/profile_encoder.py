@@ -37,7 +37,7 @@ def main():
     parser.add_argument("--folder", default=str(Path(tempfile.gettempdir()) / "minflaubert-bench-base"))
     args = parser.parse_args()
 
-    from minflaubert.nn import fast, kernels
+    from minflaubert.nn import fast, gemm, kernels, tiled_attention
     from minflaubert.models.model import FlaubertModel
 
     totals = collections.Counter()
@@ -51,26 +51,22 @@ def main():
                 totals[group] += time.perf_counter() - start
         return wrapper
 
-    def matmul(a, b, out=None):  # name the GEMM by its operands (fast.py is feature-major: out = W @ X)
-        if a.ndim == 3:
-            group = "attention scores q k^T" if a.strides[-2] < a.strides[-1] else "attention weights x v"
-        elif np.may_share_memory(out, model._fast._per_thread.buffers["qkv"]):  # (a row block of) the q/k/v buffer
-            group = "GEMM q/k/v"
-        elif a.shape[0] > a.shape[1]:
-            group = "GEMM lin1"
-        elif a.shape[1] > a.shape[0]:
-            group = "GEMM lin2"
-        else:
-            group = "GEMM out_lin"
+    def products(weights, x, outs):  # name the products by their weights (fast.py is feature-major: W @ X)
+        rows, depth = weights[0].shape
+        group = ("GEMM q/k/v" if len(weights) == 3 else "GEMM lin1" if rows > depth else "GEMM lin2" if depth > rows
+                 else "GEMM out_lin")
         start = time.perf_counter()
-        np.matmul(a, b, out=out)
+        gemm.matmuls(weights, x, outs)
         totals[group] += time.perf_counter() - start
-        return out
 
-    fast.np = types.SimpleNamespace(**{name: getattr(np, name) for name in dir(np) if not name.startswith("__")})
-    fast.np.matmul = matmul
+    fast.gemm = types.SimpleNamespace(LANES=gemm.LANES, matmuls=products,
+                                      matmul=lambda weight, x, out: products((weight,), x, (out,)))
+    fast.tiled_attention = types.SimpleNamespace(packed_attention=timed("attention (tiled)",
+                                                                        tiled_attention.packed_attention))
+    fast.packed_attention = timed("attention (BLAS)", fast.packed_attention)
     fast.kernels = types.SimpleNamespace(**{name: timed(KERNEL_GROUPS[name], getattr(kernels, name))
                                             for name in KERNEL_GROUPS})
+    print(f"matrix products: {gemm.KERNEL}")
     model = FlaubertModel.from_pretrained(args.folder)
     rng = np.random.default_rng(0)
     for name in args.shapes.split(","):
@@ -85,11 +81,11 @@ def main():
         wall = sum(walls)
         split = dict(totals)
         split["python + other"] = wall - sum(totals.values())
-        gemm = sum(v for k, v in split.items() if k.startswith("GEMM"))
+        linear = sum(v for k, v in split.items() if k.startswith("GEMM"))
         print(f"\n{name}: median {statistics.median(walls) * 1e3:.1f} ms, "
-              f"{flops(inputs) / 1e9 / statistics.median(walls):.0f} GFLOP/s; GEMMs {100 * gemm / wall:.0f} % "
-              f"({gemm / args.runs * 1e3:.1f} ms), "
-              f"linear-layer GEMMs at {flops(inputs, attention=False) / 1e9 / (gemm / args.runs):.0f} GFLOP/s")
+              f"{flops(inputs) / 1e9 / statistics.median(walls):.0f} GFLOP/s; GEMMs {100 * linear / wall:.0f} % "
+              f"({linear / args.runs * 1e3:.1f} ms), "
+              f"linear-layer GEMMs at {flops(inputs, attention=False) / 1e9 / (linear / args.runs):.0f} GFLOP/s")
         for group, seconds in sorted(split.items(), key=lambda item: -item[1]):
             print(f"  {group:24} {seconds / args.runs * 1e3:8.2f} ms  {100 * seconds / wall:5.1f} %")
 

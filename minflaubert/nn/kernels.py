@@ -168,12 +168,13 @@ def gelu(x):  # [...] -> [...]
 
 # ============================================================================ kernels of the fast encoder (fast.py)
 # The fast encoder works on *packed* tokens: the real tokens of every sequence one after another, so padding is
-# never computed. Its matrix products go to BLAS; the passes between them are the kernels below, float32 in,
-# float32 out. Each has a plain-NumPy twin in ``layers.py`` and tests/test_kernels.py holds them to it.
+# never computed. Its matrix products go to ``gemm.py`` (BLAS on CPUs without AVX2); the passes between them are
+# the kernels below, float32 in, float32 out. Each has a plain-NumPy twin in ``layers.py`` and
+# tests/test_kernels.py holds them to it.
 #
-# They run on one core. Between two GEMMs, OpenBLAS's idle threads keep spinning on the other cores, and waking
-# Numba's own workers costs more than these short passes gain from them: parallel versions were slower or level at
-# every shape measured (benchmarks/README.md, "One core for the Numba kernels").
+# They run on one core: these short passes are memory-bound, and Numba's own parallel versions (a ~140 us start
+# with its workqueue layer) were slower or level at every shape measured (benchmarks/README.md, "One core for the
+# Numba kernels").
 _FAST = {"contract", "reassoc", "nsz", "arcp"}  # enough licence to vectorise the row loops; no finite-math tricks
 
 
@@ -247,7 +248,7 @@ def _exp_f32(x):
 
 
 # Every array below is feature-major: [features, tokens], one row per feature, the tokens along the row. (Why: a
-# linear layer is then ``W @ X``, which OpenBLAS runs faster than ``X @ W.T``; see fast.py.) A bias is one number
+# linear layer is then ``W @ X``, the weight read along its rows; see fast.py.) A bias is one number
 # per row, and LayerNorm normalises each *column*. Every loop runs along a row, contiguous, so it vectorises.
 @numba.njit(inline="always", fastmath=_FAST, error_model=_ERRORS)
 def _add_bias_rows(y, bias, then_gelu):

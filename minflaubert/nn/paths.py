@@ -11,8 +11,9 @@ test_parity_encoder.py and test_golden.py run each path by name), and all three 
   instead of several whole ``[batch, heads, q, k]`` tensors. It does all the reference does (attention maps, a
   key/value ``cache`` for incremental decoding), which is why a "fast" call that asks for those runs it instead.
 * ``"fast"`` (the default): ``fast.py``, the packed encoder. Only the real tokens are computed, activations are
-  feature-major ``[dim, tokens]``, every matrix product goes to BLAS and the steps between them are small fused
-  Numba passes over reused buffers. It keeps no attention maps and no cache, so ``path_to_run`` hands those calls
+  feature-major ``[dim, tokens]``, every matrix product goes to a tiled kernel compiled for the CPU
+  (``gemm.py``, shared between threads) and the steps between them are small fused Numba passes over reused
+  buffers. It keeps no attention maps and no cache, so ``path_to_run`` hands those calls
   to ``"kernels"``.
 
 A model runs ``model.path`` (``FlaubertModel(config, path="kernels")``, or set it later), and every output says
