@@ -36,14 +36,17 @@ def blas_info() -> str:
     """The BLAS libraries loaded in this process, as threadpoolctl sees them: which kernel ran matters as much as the
     code (an AVX2 and an AVX-512 OpenBLAS differ by 1.7x here, see benchmarks/README.md). Call it after the engines
     are loaded: threadpoolctl lists only the libraries already in memory."""
+    from minflaubert.nn.gemm import KERNEL
+
+    ours = f"minflaubert's matrix products: {KERNEL}\n"  # BLAS only where this CPU has no kernel of ours
     try:
         import threadpoolctl
     except ImportError:
-        return "BLAS: threadpoolctl not installed"
+        return ours + "BLAS: threadpoolctl not installed"
     libraries = [library for library in threadpoolctl.threadpool_info() if library["user_api"] == "blas"]
     if not libraries:
-        return "BLAS: none that threadpoolctl can see"
-    return "BLAS: " + "; ".join(
+        return ours + "BLAS: none that threadpoolctl can see"
+    return ours + "BLAS: " + "; ".join(
         f"{library['internal_api']} {library.get('version')} (from {owner(library['filepath'])}), kernel "
         f"{library.get('architecture')}, {library['num_threads']} threads" for library in libraries)
 
