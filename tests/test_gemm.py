@@ -9,9 +9,11 @@ No timing here: speed is measured by benchmarks/.
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -248,3 +250,21 @@ def test_alone_keeps_the_work_on_the_calling_thread():
     assert ran_on == {threading.get_ident()}
     threads.share(record, (), 10)
     assert len(ran_on) == min(2, threads.size())
+
+
+@pytest.mark.skipif(threads.size() < 2 or not hasattr(signal, "SIGINT"), reason="needs two threads and SIGINT")
+def test_ctrl_c_while_waiting_still_waits_for_the_helper():
+    # the helper writes into the caller's arrays: the caller must not return (and hand the arrays to the next job,
+    # nor take the helper's late "done" for the next job's) before it has finished
+    log = []
+
+    def job(first, end):
+        if first > 0:  # the helper's share
+            time.sleep(0.3)
+            log.append("helper finished")
+
+    threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
+    with pytest.raises(KeyboardInterrupt):
+        threads.share(job, (), 2)
+    assert log == ["helper finished"]
+    test_share_runs_every_item_once_and_hands_errors_to_the_caller()  # and the team works as before

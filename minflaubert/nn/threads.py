@@ -2,9 +2,10 @@
 
 Why not ``numba.prange``: with Numba's "workqueue" threading layer (the one available everywhere, see
 ``kernels.choose_threading_layer``) each parallel region costs ~140 us to start, and the encoder runs eight of
-them per layer; its OpenMP layer starts faster but its waiting threads spin on the cores. Here the team's threads
-sleep until handed a share (~50 us to wake one), the calling thread computes the first share itself, and the
-work runs in Numba functions compiled with ``nogil=True``, so the threads run at once.
+them per layer; its OpenMP layer starts faster but its waiting threads spin on the cores for long. Here a helper
+spins for ~0.5 ms after each share, waiting for the next (a hand-off then costs ~7 us), and sleeps after that; the
+calling thread computes the first share itself; the work runs in Numba functions compiled with ``nogil=True``, so
+the threads run at once. Measurements: benchmarks/README.md, "The tiled kernel".
 
 Size: ``NUMBA_NUM_THREADS`` threads in all (the calling one included), as for Numba's own parallel loops.
 """
@@ -25,7 +26,7 @@ from .kernels import compiled
 
 # A helper's state, one int64 that both threads read and write atomically.
 DONE, READY, SLEEPING = 0, 1, 2
-# How long a thread spins (busy-waits) for the other before it sleeps: ~20,000 pause instructions, ~0.1-0.3 ms.
+# How long a thread spins (busy-waits) for the other before it sleeps: 20,000 pause instructions, ~0.5 ms here.
 SPIN = 20_000
 
 
@@ -132,7 +133,15 @@ class _Helper:
 
     def wait(self):
         _spin_until(self.address, DONE, SPIN)
-        self.done.acquire()
+        interrupted = None
+        while True:
+            try:
+                self.done.acquire()
+                break
+            except KeyboardInterrupt as error:  # subtle: the helper is still at work on our arrays: wait for it,
+                interrupted = error                # or its "done" would be taken for the next job's
+        if interrupted is not None:
+            raise interrupted
         if self.error is not None:
             error, self.error = self.error, None
             raise error
