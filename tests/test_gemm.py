@@ -112,34 +112,43 @@ def test_long_attention_is_shared_between_threads_and_gives_the_same_bits():
     starts, lengths = np.array([0, 200]), np.array([200, 100])
     shared, alone = np.zeros((64, 300), np.float32), np.zeros((64, 300), np.float32)
     tiled_attention.packed_attention(qkv, starts, lengths, 4, False, shared)
-    tiled_attention._attention_pairs(qkv, starts, lengths, 4, np.float32(1 / math.sqrt(16)), False, alone, 0, 8)
+    counter = np.zeros(1, dtype=np.int64)
+    tiled_attention._attention_pairs(qkv, starts, lengths, 4, np.float32(1 / math.sqrt(16)), False, alone,
+                                     counter.ctypes.data)
     assert np.array_equal(shared, alone)
 
 
-def test_share_runs_every_item_once_and_hands_errors_to_the_caller():
-    seen = []
+@threads.compiled(nogil=True)
+def count_items(taken, chunk, counter):
+    # take items chunk by chunk until none is left, counting how often each was taken
+    while True:
+        first = threads.take(counter, chunk)
+        if first >= taken.size:
+            return
+        for item in range(first, min(first + chunk, taken.size)):
+            taken[item] += 1
 
-    def record(first, end):
-        seen.extend(range(first, end))
 
-    threads.share(record, (), 10)
-    assert sorted(seen) == list(range(10))
+def on_a_helper() -> bool:
+    return threading.current_thread().name == "minflaubert-helper"
 
-    def fail(first, end):
-        if first > 0:  # only the helper's share
-            raise ValueError(f"items {first}..{end}")
+
+def test_share_takes_every_item_once_and_hands_errors_to_the_caller():
+    for chunk in (1, 3, 1000):
+        taken = np.zeros(1000, dtype=np.int64)
+        threads.share(count_items, (taken, chunk))
+        assert (taken == 1).all()
+
+    def fail(counter):
+        if on_a_helper():
+            raise ValueError("a helper failed")
 
     if threads.size() > 1:
-        with pytest.raises(ValueError, match="items"):
-            threads.share(fail, (), 10)
-    threads.share(record, (), 4)  # the team still works after an error
-    assert sorted(seen) == sorted(list(range(10)) + list(range(4)))
-
-
-def test_balanced_boundaries_split_by_cost():
-    assert threads.balanced_boundaries(np.array([1, 1, 1, 1]), 2) == [0, 2, 4]
-    assert threads.balanced_boundaries(np.array([100, 1, 1, 1]), 2) == [0, 1, 4]
-    assert threads.balanced_boundaries(np.array([], dtype=float), 2)[-1] == 0
+        with pytest.raises(ValueError, match="a helper failed"):
+            threads.share(fail, ())
+    taken = np.zeros(10, dtype=np.int64)
+    threads.share(count_items, (taken, 1))  # the team still works after an error
+    assert (taken == 1).all()
 
 
 @needs_kernel
@@ -242,13 +251,13 @@ def test_the_avx2_kernel_gives_the_same_bits_and_no_kernel_gives_numpys_result(t
 def test_alone_keeps_the_work_on_the_calling_thread():
     ran_on = set()
 
-    def record(first, end):
+    def record(counter):
         ran_on.add(threading.get_ident())
 
     with threads.alone():
-        threads.share(record, (), 10)
+        threads.share(record, ())
     assert ran_on == {threading.get_ident()}
-    threads.share(record, (), 10)
+    threads.share(record, ())
     assert len(ran_on) == min(2, threads.size())
 
 
@@ -258,13 +267,13 @@ def test_ctrl_c_while_waiting_still_waits_for_the_helper():
     # nor take the helper's late "done" for the next job's) before it has finished
     log = []
 
-    def job(first, end):
-        if first > 0:  # the helper's share
+    def job(counter):
+        if on_a_helper():
             time.sleep(0.3)
             log.append("helper finished")
 
     threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
     with pytest.raises(KeyboardInterrupt):
-        threads.share(job, (), 2)
+        threads.share(job, ())
     assert log == ["helper finished"]
-    test_share_runs_every_item_once_and_hands_errors_to_the_caller()  # and the team works as before
+    test_share_takes_every_item_once_and_hands_errors_to_the_caller()  # and the team works as before

@@ -151,9 +151,10 @@ def _matmul_rows(weight, x, x_edge, out, first_tile, end_tile):
     # subtle: a tile at an edge would read past the last row of the weight or the last column of x. Those few rows
     # and columns are copied into zero-padded arrays that the kernel can read whole, and it writes into a scratch
     # tile, of which only the part inside out is copied.
-    weight_edge = np.zeros((tile_rows, depth), np.float32)
     last_row = (end_tile - 1) * tile_rows
-    if last_row + tile_rows > rows:
+    partial = last_row + tile_rows > rows
+    weight_edge = np.zeros((tile_rows, depth if partial else 1), np.float32)  # (read only if partial)
+    if partial:
         weight_edge[:rows - last_row] = weight[last_row:]
     scratch = np.empty((tile_rows, tile_columns), np.float32)
     # addresses as plain integers, and strides in float32s (a float32 is 4 bytes), for the kernel
@@ -211,22 +212,32 @@ def matmuls(weights: tuple, x: np.ndarray, outs: tuple) -> None:
         for weight, out in zip(weights, outs):
             np.matmul(weight, x, out=out)
         return
-    x_edge = padded_edge_columns(x)
     row_tiles = -(-rows // TILE_ROWS)
-    arguments = (weights, x, x_edge, outs, row_tiles)
-    if len(weights) * rows * depth * max(tokens, 2 * LANES) > SPLIT_ABOVE:
-        threads.share(_stacked_matmul_rows, arguments, len(weights) * row_tiles)
-    else:
-        _stacked_matmul_rows(*arguments, 0, len(weights) * row_tiles)
+    # the row tiles of all the products, taken CHUNK_TILES at a time by whichever thread is free
+    job = (weights, x, padded_edge_columns(x), outs, row_tiles, CHUNK_TILES)
+    threads.share(_stacked_matmul_rows, job, alone=len(weights) * rows * depth * max(tokens, 2 * LANES) <= SPLIT_ABOVE)
+
+
+# Row tiles a thread takes at a time: small enough for the threads to end together, big enough that taking them
+# (one atomic addition) costs nothing.
+CHUNK_TILES = 4
 
 
 @compiled(nogil=True)
-def _stacked_matmul_rows(weights, x, x_edge, outs, row_tiles, first, end):
-    # row tiles first..end-1 of the stacked products, counted product after product (row_tiles each)
-    for which in range(len(weights)):
-        low, high = max(first, which * row_tiles), min(end, (which + 1) * row_tiles)
-        if low < high:
-            _matmul_rows(weights[which], x, x_edge, outs[which], low - which * row_tiles, high - which * row_tiles)
+def _stacked_matmul_rows(weights, x, x_edge, outs, row_tiles, chunk, counter):
+    # chunks of row tiles of the stacked products, counted product after product (row_tiles each), until none is
+    # left; counter: the address of the job's shared count of tiles taken (threads.take)
+    total = len(weights) * row_tiles
+    while True:
+        first = threads.take(counter, chunk)
+        if first >= total:
+            return
+        end = min(first + chunk, total)
+        for which in range(len(weights)):
+            low, high = max(first, which * row_tiles), min(end, (which + 1) * row_tiles)
+            if low < high:
+                _matmul_rows(weights[which], x, x_edge, outs[which], low - which * row_tiles,
+                             high - which * row_tiles)
 
 
 @compiled(nogil=True)

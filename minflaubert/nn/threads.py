@@ -34,7 +34,8 @@ SPIN = 20_000
 def _atomic(typingctx, operation, address, value, expected):
     """Atomic operations on the int64 at ``address`` (sequentially consistent): operation 0 loads it, 1 stores
     ``value`` (-> 0), 2 swaps in ``value`` (-> the old), 3 compares it with ``expected`` and if equal stores
-    ``value`` (-> the old). Numba has no atomics; these are single LLVM instructions."""
+    ``value`` (-> the old), 4 adds ``value`` to it (-> the old). Numba has no atomics; these are single LLVM
+    instructions."""
     if not isinstance(operation, types.IntegerLiteral):
         raise numba.core.errors.RequireLiteralValue("operation")
     kind = operation.literal_value
@@ -49,6 +50,8 @@ def _atomic(typingctx, operation, address, value, expected):
             return ir.Constant(ir.IntType(64), 0)
         if kind == 2:
             return builder.atomic_rmw("xchg", pointer, value, "seq_cst")
+        if kind == 4:
+            return builder.atomic_rmw("add", pointer, value, "seq_cst")
         return builder.extract_value(builder.cmpxchg(pointer, expected, value, "seq_cst", "seq_cst"), 0)
 
     return types.int64(operation, types.intp, types.int64, types.int64), codegen
@@ -207,35 +210,31 @@ def team() -> _Team | None:
         return _team
 
 
-def balanced_boundaries(costs: np.ndarray, shares: int) -> list[int]:
-    """Cut items 0..len(costs) into ``shares`` runs of about equal total cost -> the shares + 1 boundaries."""
-    cumulative = np.cumsum(costs, dtype=np.float64)
-    targets = cumulative[-1] * np.arange(1, shares) / shares if len(costs) else np.zeros(shares - 1)
-    # the first share ends after the first item at which the running total reaches its target, and so on
-    inner = np.minimum(np.searchsorted(cumulative, targets, side="left") + 1, len(costs)).tolist()
-    return [0, *inner, len(costs)]
-
-
-def share(function, arguments: tuple, items: int, costs: np.ndarray | None = None) -> None:
-    """Run ``function(*arguments, first, end)`` over the items 0..items, cut into one run per thread (of about
-    equal ``costs``, one per item, if given). The calling thread runs the first; when the team is busy with
-    another caller's job (or there is none), it runs them all."""
-    helpers = None if getattr(_calling_thread, "alone", False) else team()
-    if helpers is None or items < 2 or not helpers.busy.acquire(blocking=False):
-        function(*arguments, 0, items)
+def share(function, arguments: tuple, alone: bool = False) -> None:
+    """Run ``function(*arguments, counter)`` on every thread of the team at once, the calling one included, and
+    return when all have finished. ``counter`` is the address of a fresh int64, 0: the function takes its items
+    with ``take(counter, n)`` until none is left, so a thread slowed down (by another process, say) simply takes
+    fewer. With ``alone``, when the team is busy with another caller's job, or without a team, the calling thread
+    runs it by itself."""
+    counter = np.zeros(1, dtype=np.int64)
+    helpers = None if alone or getattr(_calling_thread, "alone", False) else team()
+    if helpers is None or not helpers.busy.acquire(blocking=False):
+        function(*arguments, counter.ctypes.data)
         return
     try:
-        count = min(size(), items)
-        cuts = (balanced_boundaries(costs, count) if costs is not None
-                else [items * k // count for k in range(count + 1)])
-        started = []
-        for helper, first, end in zip(helpers.helpers, cuts[1:-1], cuts[2:]):
-            helper.start(function, (*arguments, first, end))
-            started.append(helper)
+        for helper in helpers.helpers:
+            helper.start(function, (*arguments, counter.ctypes.data))
         try:
-            function(*arguments, cuts[0], cuts[1])
+            function(*arguments, counter.ctypes.data)
         finally:
-            for helper in started:
+            for helper in helpers.helpers:
                 helper.wait()
     finally:
         helpers.busy.release()
+
+
+@compiled(nogil=True)
+def take(counter, count):
+    """Take the next ``count`` items of a shared job: -> the first of them (atomically: no two threads get the
+    same). ``counter``: the job's address from ``share``."""
+    return _atomic(4, counter, count, 0)

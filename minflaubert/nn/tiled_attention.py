@@ -62,8 +62,9 @@ def _softmax_columns(scores_t, scale, causal, largest, total):
 
 
 @compiled(nogil=True)
-def _attention_pairs(qkv, starts, lengths, n_heads, scale, causal, context, first, end):
-    # pairs first..end-1 of (sequence, head), pair = sequence * n_heads + head; context [dim, tokens] <- attention
+def _attention_pairs(qkv, starts, lengths, n_heads, scale, causal, context, counter):
+    # (sequence, head) pairs, pair = sequence * n_heads + head, taken one at a time until none is left (see
+    # threads.share); context [dim, tokens] <- attention
     dim = context.shape[0]
     head_dim = dim // n_heads
     longest = lengths.max()
@@ -72,7 +73,10 @@ def _attention_pairs(qkv, starts, lengths, n_heads, scale, causal, context, firs
     keys_t_storage = np.empty(longest * head_dim, np.float32)
     scores_t_storage = np.empty(longest * longest, np.float32)
     largest, total = np.empty(longest, np.float32), np.empty(longest, np.float32)
-    for pair in range(first, end):
+    while True:
+        pair = threads.take(counter, 1)
+        if pair >= len(lengths) * n_heads:
+            return
         sequence, head = pair // n_heads, pair % n_heads
         start, length = starts[sequence], lengths[sequence]
         if length == 0:
@@ -95,11 +99,7 @@ def packed_attention(qkv, starts, lengths, n_heads, causal, context):
     of ``fast.packed_attention``). Needs ``gemm.LANES`` (a CPU with AVX2 or AVX-512)."""
     scale = np.float32(1.0 / math.sqrt(context.shape[0] // n_heads))
     lengths = lengths.astype(np.int64)
-    pairs = len(lengths) * n_heads
-    costs = np.repeat(lengths.astype(np.float64) ** 2 + 1, n_heads)  # a pair's work grows as its length squared
-    arguments = (qkv, starts.astype(np.int64), lengths, n_heads, scale, causal, context)
-    if costs.sum() * (context.shape[0] // n_heads) > SPLIT_ABOVE:
-        threads.share(_attention_pairs, arguments, pairs, costs)
-    else:
-        _attention_pairs(*arguments, 0, pairs)
+    work = float(np.square(lengths).sum()) * n_heads * (context.shape[0] // n_heads)  # ~ multiply-adds
+    threads.share(_attention_pairs, (qkv, starts.astype(np.int64), lengths, n_heads, scale, causal, context),
+                  alone=work <= SPLIT_ABOVE)
     return context
