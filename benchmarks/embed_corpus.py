@@ -41,7 +41,11 @@ torch.set_num_threads(threads)
 extract = transformers.pipeline("feature-extraction", model=model, tokenizer=model, device="cpu",
                                 tokenize_kwargs={"truncation": True}, return_tensors=True)
 lines = open(source, encoding="utf-8").read().split("\\n")[:-1]
-vectors = np.stack([tokens[0].mean(0).numpy() for tokens in extract(lines, batch_size=batch_size)])
+# subtle: with batch_size > 1 the pipeline pads each line's token vectors to its batch's longest: average the
+# line's own tokens only
+counts = [len(ids) for ids in extract.tokenizer(lines, truncation=True)["input_ids"]]
+vectors = np.stack([tokens[0][:count].mean(0).numpy()
+                    for tokens, count in zip(extract(lines, batch_size=batch_size), counts)])
 print(vectors.shape, file=sys.stderr)
 """
 
