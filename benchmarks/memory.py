@@ -20,8 +20,10 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+import cold_start
+from common import REPO, default_folder
 
 CHILD = {
     # the part of the floor that is not weights: Python and NumPy, then Numba (importing it and loading one of our
@@ -34,19 +36,7 @@ import numpy as np
 from minflaubert.nn import kernels
 kernels.bias_gelu(np.ones((64, 8), np.float32), np.ones(64, np.float32))
 """,
-    "minflaubert": """
-import numpy as np
-from minflaubert.models.model import FlaubertModel
-model = FlaubertModel.from_pretrained(FOLDER)
-out = model(input_ids=np.full((BATCH, SEQ), 100)).last_hidden_state
-""",
-    "transformers": """
-import torch, transformers
-torch.set_num_threads(2)
-model = transformers.FlaubertModel.from_pretrained(FOLDER).eval()
-with torch.inference_mode():
-    out = model(input_ids=torch.full((BATCH, SEQ), 100)).last_hidden_state.numpy()
-""",
+    **cold_start.CHILD,  # load + one forward: "minflaubert" and "transformers", as the cold-start benchmark runs them
 }
 
 # The child's report: its peak, and its resident kB per mapped object (a file's name, or "anonymous").
@@ -78,7 +68,8 @@ def floor_bytes(checkpoint: Path) -> int:
 
 def measure(engine: str, folder: Path, batch: int, seq: int) -> dict:
     code = CHILD[engine].replace("FOLDER", repr(str(folder))).replace("BATCH", str(batch)).replace("SEQ", str(seq))
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    code = code.replace("THREADS", "2")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-c", code + REPORT], env=env, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"{engine} failed:\n{done.stderr[-2000:]}")
@@ -87,7 +78,7 @@ def measure(engine: str, folder: Path, batch: int, seq: int) -> dict:
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--folder", default=str(Path(tempfile.gettempdir()) / "minflaubert-bench-base"))
+    parser.add_argument("--folder", default=str(default_folder(tiny=False)))
     parser.add_argument("--shape", default="1x16")
     parser.add_argument("--top", type=int, default=8, help="mappings listed per engine")
     args = parser.parse_args()

@@ -9,7 +9,7 @@ What changes (and why), against the readable path in ``model.py`` + ``layers.py`
   A linear layer is then ``W @ X`` instead of ``X @ W.T``: the weight is read along its rows, as stored. LayerNorm
   then normalises columns, and attention reads each head as a [head_dim, tokens] block of rows.
 * **Matrix products by ``gemm.py``**, a register-tiled kernel compiled for this CPU (AVX-512 or AVX2), into
-  preallocated buffers; on a CPU with neither, by NumPy's BLAS (``MATRIX_PRODUCTS`` says which). Queries, keys
+  preallocated buffers; on a CPU with neither, by NumPy's BLAS (``gemm.KERNEL`` says which). Queries, keys
   and values land one under the other in one [3 dim, tokens] buffer: three products, handed to the threads as
   one job. Attention per (sequence, head) is ``tiled_attention.py``, on the same kernel (``packed_attention``
   below is the BLAS version, for the other CPUs).
@@ -32,9 +32,6 @@ import threading
 import numpy as np
 
 from . import gemm, kernels, layers, tiled_attention
-
-# Which code computes the matrix products, for this CPU (printed by the benchmarks).
-MATRIX_PRODUCTS = gemm.KERNEL
 
 
 class Prepared:
@@ -174,7 +171,8 @@ def transformer_layer(x, layer: dict, config, starts, lengths, work: dict, buffe
     if config.pre_norm:
         kernels.layer_norm(x, *layer["norm1"], eps, out=normed)
     dim = config.emb_dim
-    gemm.matmuls(layer["qkv_weights"], normed, (qkv[:dim], qkv[dim:2 * dim], qkv[2 * dim:]))  # [dim, dim] @ [dim, tokens]
+    # three [dim, dim] @ [dim, tokens] products, into the row blocks of qkv
+    gemm.matmuls(layer["qkv_weights"], normed, (qkv[:dim], qkv[dim:2 * dim], qkv[2 * dim:]))
     kernels.add_bias(qkv, layer["qkv_bias"])
     if gemm.LANES:
         tiled_attention.packed_attention(qkv, starts, lengths, config.n_heads, config.causal, work["context"])

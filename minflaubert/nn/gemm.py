@@ -215,7 +215,7 @@ def matmuls(weights: tuple, x: np.ndarray, outs: tuple) -> None:
     row_tiles = -(-rows // TILE_ROWS)
     # the row tiles of all the products, taken a chunk at a time by whichever thread is free
     job = (weights, x, padded_edge_columns(x), outs, row_tiles, chunk_tiles(len(weights) * row_tiles, x))
-    threads.share(_stacked_matmul_rows, job, alone=len(weights) * rows * depth * max(tokens, 2 * LANES) <= SPLIT_ABOVE)
+    threads.share(_stacked_matmul_rows, job, split=len(weights) * rows * depth * max(tokens, 2 * LANES) > SPLIT_ABOVE)
 
 
 def chunk_tiles(tiles: int, x: np.ndarray) -> int:

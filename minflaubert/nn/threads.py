@@ -3,9 +3,10 @@
 Why not ``numba.prange``: with Numba's "workqueue" threading layer (the one available everywhere, see
 ``kernels.choose_threading_layer``) each parallel region costs ~140 us to start, and the encoder runs eight of
 them per layer; its OpenMP layer starts faster but its waiting threads spin on the cores for long. Here a helper
-spins for ~0.5 ms after each share, waiting for the next (a hand-off then costs ~7 us), and sleeps after that; the
-calling thread computes the first share itself; the work runs in Numba functions compiled with ``nogil=True``, so
-the threads run at once. Measurements: benchmarks/README.md, "The tiled kernel".
+spins for ~0.5 ms after each job, waiting for the next (a hand-off then costs ~7 us), and sleeps after that; the
+calling thread works on the job too, and every thread takes its items in chunks from a shared counter; the work
+runs in Numba functions compiled with ``nogil=True``, so the threads run at once. Measurements:
+benchmarks/README.md, "The tiled kernel".
 
 Size: ``NUMBA_NUM_THREADS`` threads in all (the calling one included), as for Numba's own parallel loops.
 """
@@ -210,14 +211,14 @@ def team() -> _Team | None:
         return _team
 
 
-def share(function, arguments: tuple, alone: bool = False) -> None:
+def share(function, arguments: tuple, split: bool = True) -> None:
     """Run ``function(*arguments, counter)`` on every thread of the team at once, the calling one included, and
     return when all have finished. ``counter`` is the address of a fresh int64, 0: the function takes its items
     with ``take(counter, n)`` until none is left, so a thread slowed down (by another process, say) simply takes
-    fewer. With ``alone``, when the team is busy with another caller's job, or without a team, the calling thread
-    runs it by itself."""
+    fewer. Without ``split`` (a job too small to gain from it), when the team is busy with another caller's job,
+    inside ``alone()``, or without a team, the calling thread runs it by itself."""
     counter = np.zeros(1, dtype=np.int64)
-    helpers = None if alone or getattr(_calling_thread, "alone", False) else team()
+    helpers = team() if split and not getattr(_calling_thread, "alone", False) else None
     if helpers is None or not helpers.busy.acquire(blocking=False):
         function(*arguments, counter.ctypes.data)
         return

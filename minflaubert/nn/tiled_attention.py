@@ -22,11 +22,9 @@ import math
 import numpy as np
 
 from . import gemm, threads
+from . import kernels
 from .kernels import _ERRORS, _FAST, _exp_f32, compiled
 from .layers import MASKED_SCORE
-
-# Attention smaller than this many multiply-adds (about) runs on the calling thread alone: see gemm.SPLIT_ABOVE.
-SPLIT_ABOVE = gemm.SPLIT_ABOVE // 2
 
 
 @compiled(fastmath=_FAST, error_model=_ERRORS, nogil=True)
@@ -85,13 +83,12 @@ def _attention_pairs(qkv, starts, lengths, n_heads, scale, causal, context, coun
         q = qkv[top:top + head_dim, start:start + length]
         k = qkv[dim + top:dim + top + head_dim, start:start + length]
         v = qkv[2 * dim + top:2 * dim + top + head_dim, start:start + length]
-        k_t = keys_t_storage[:length * head_dim].reshape((length, head_dim))
-        for d in range(head_dim):
-            k_t[:, d] = k[d]
+        k_t = kernels.transpose(k, keys_t_storage[:length * head_dim].reshape((length, head_dim)))
         s_t = scores_t_storage[:length * length].reshape((length, length))
         gemm.serial_matmul(k_t, q, s_t)  # [keys, head_dim] @ [head_dim, queries]
         _softmax_columns(s_t, scale, causal, largest, total)
-        gemm.serial_matmul(v, s_t, context[top:top + head_dim, start:start + length])  # [head_dim, keys] @ [keys, queries]
+        out = context[top:top + head_dim, start:start + length]
+        gemm.serial_matmul(v, s_t, out)  # [head_dim, keys] @ [keys, queries]
 
 
 def packed_attention(qkv, starts, lengths, n_heads, causal, context):
@@ -99,7 +96,7 @@ def packed_attention(qkv, starts, lengths, n_heads, causal, context):
     of ``fast.packed_attention``). Needs ``gemm.LANES`` (a CPU with AVX2 or AVX-512)."""
     scale = np.float32(1.0 / math.sqrt(context.shape[0] // n_heads))
     lengths = lengths.astype(np.int64)
-    work = float(np.square(lengths).sum()) * n_heads * (context.shape[0] // n_heads)  # ~ multiply-adds
+    multiply_adds = 2 * float(np.square(lengths).sum()) * context.shape[0]  # two L x L x head_dim products a head
     threads.share(_attention_pairs, (qkv, starts.astype(np.int64), lengths, n_heads, scale, causal, context),
-                  alone=work <= SPLIT_ABOVE)
+                  split=multiply_adds > gemm.SPLIT_ABOVE)
     return context
