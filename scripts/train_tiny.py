@@ -80,6 +80,9 @@ def parse_args(argv=None):
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    p.add_argument("--init-from", default=None, metavar="FOLDER",
+                   help="continued pretraining: start from an exported model (its weights, vocabulary and training\n"
+                        "log) with a new optimizer and schedule; --long-fraction 1 trains every position at once")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --work")
     p.add_argument("--export-only", action="store_true", help="export the checkpoint in --work to --out and stop")
     p.add_argument("--stop-after", type=int, default=None, help="stop (with a checkpoint) after this step")
@@ -95,8 +98,15 @@ def corpus_files(folder: str) -> list[Path]:
     return files
 
 
+TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json")
+
+
 def build_vocabulary(args) -> FlaubertTokenizer:
     folder = Path(args.work) / "tokenizer"
+    if args.init_from and not (folder / "merges.txt").is_file():
+        folder.mkdir(parents=True, exist_ok=True)  # continued pretraining keeps the model's own vocabulary
+        for name in TOKENIZER_FILES:
+            (folder / name).write_bytes((Path(args.init_from) / name).read_bytes())
     if not (folder / "merges.txt").is_file():
         started = time.time()
         train_bpe_files(corpus_files(args.corpus), folder, args.vocab_size, lowercase=True,
@@ -125,14 +135,15 @@ def sequences_of(stream: np.ndarray, seq_len: int) -> np.ndarray:
 
 
 def load_stream(args, tokenizer) -> tuple[np.ndarray, np.ndarray]:
-    """The training token stream (cached in --work) and a fixed set of 64 held-out rows of --seq-len tokens."""
+    """The training token stream (cached in --work) and 64 fixed held-out rows of --long-seq-len tokens, the
+    model's every position (rows of --seq-len would never check the positions past it)."""
     cache = Path(args.work) / f"train_stream_{args.vocab_size}.npy"
     if not cache.is_file():
         started = time.time()
         np.save(cache, token_stream(tokenizer, read_paragraphs(corpus_files(args.corpus))))
         print(f"token stream in {time.time() - started:.0f} s", file=sys.stderr)
-    heldout = sequences_of(token_stream(tokenizer, list(read_paragraphs([args.heldout]))[:400]), args.seq_len)
-    return np.load(cache), heldout[:64]
+    heldout = token_stream(tokenizer, list(read_paragraphs([args.heldout]))[:800])
+    return np.load(cache), sequences_of(heldout, args.long_seq_len)[:64]
 
 
 def phase_of(step: int, args) -> tuple[int, int, int]:
@@ -181,16 +192,21 @@ def learning_rate(step: int, args) -> float:
 
 
 @torch.no_grad()
-def heldout_accuracy(model, rows: np.ndarray, seed: int) -> float:
-    """Top-1 accuracy on the held-out rows, with masks fixed once for all evaluations."""
+def heldout_accuracy(model, rows: np.ndarray, seed: int, near: int) -> tuple[float, float, float]:
+    """Top-1 accuracy on the held-out rows, with masks fixed once for all evaluations: over all masked positions,
+    over those before ``near`` and over those from ``near`` on (the positions only the long phase teaches)."""
     model.eval()
     inputs, positions, targets = mask_tokens(rows, np.random.default_rng([seed, 10**9]))
     logits = masked_logits(model, torch.from_numpy(inputs).long(), torch.from_numpy(positions))
     model.train()
-    return float((logits.argmax(-1).numpy() == targets).mean())
+    right = logits.argmax(-1).numpy() == targets
+    far = positions[:, 1] >= near
+    return float(right.mean()), float(right[~far].mean()), float(right[far].mean())
 
 
 def new_model(args, vocab_size: int):
+    if args.init_from:
+        return transformers.FlaubertWithLMHeadModel.from_pretrained(args.init_from, dtype=torch.float32)
     config = transformers.FlaubertConfig(
         vocab_size=vocab_size, emb_dim=args.dim, n_layers=args.layers, n_heads=args.heads, pre_norm=True,
         max_position_embeddings=args.long_seq_len, n_langs=1, use_lang_emb=False, dropout=0.0,
@@ -215,10 +231,26 @@ def save_checkpoint(path: Path, model, optimizer, step: int, elapsed: float) -> 
     os.replace(temporary, path)
 
 
+LOG_COLUMNS = "step,minutes,tokens,train_loss,heldout_top1,heldout_top1_near,heldout_top1_far"
+
+
+def earlier_training(args) -> tuple[str, int, float, int]:
+    """With --init-from, the log of the model's own training, so that the new log continues it: ``(its rows in
+    LOG_COLUMNS, last step, minutes, tokens)``; without, nothing."""
+    log = Path(args.init_from or "") / "training_log.csv"
+    if not args.init_from or not log.is_file():
+        return "", 0, 0.0, 0
+    with open(log, newline="") as f:
+        rows = list(csv.DictReader(f))
+    lines = "".join(",".join(row.get(column) or "" for column in LOG_COLUMNS.split(",")) + "\n" for row in rows)
+    return lines, int(rows[-1]["step"]), float(rows[-1]["minutes"]), int(rows[-1]["tokens"])
+
+
 def train(args, model, optimizer, stream, heldout_rows, start_step: int, elapsed: float) -> None:
     log_path = Path(args.work) / "training_log.csv"
+    earlier_rows, step0, minutes0, tokens0 = earlier_training(args)
     if start_step == 0:
-        log_path.write_text("step,minutes,tokens,train_loss,heldout_top1\n")
+        log_path.write_text(LOG_COLUMNS + "\n" + earlier_rows)
     checkpoint = Path(args.work) / "checkpoint.pt"
     last_checkpoint = time.time()
     started = time.time() - elapsed
@@ -245,11 +277,15 @@ def train(args, model, optimizer, stream, heldout_rows, start_step: int, elapsed
         done = step + 1
         if done % args.log_every == 0 or done == last_step:
             minutes = (time.time() - started) / 60
-            top1 = heldout_accuracy(model, heldout_rows, args.seed) if done % args.eval_every == 0 else ""
+            top1 = ("", "", "")
+            if done % args.eval_every == 0:
+                top1 = tuple(f"{a:.4f}" for a in heldout_accuracy(model, heldout_rows, args.seed, args.seq_len))
             with open(log_path, "a") as f:
-                f.write(f"{done},{minutes:.2f},{done * args.batch_size * args.seq_len},{np.mean(losses):.4f},{top1}\n")
+                f.write(f"{step0 + done},{minutes0 + minutes:.2f},{tokens0 + done * args.batch_size * args.seq_len},"
+                        f"{np.mean(losses):.4f},{','.join(top1)}\n")
             print(f"step {done}/{args.steps}  {minutes:6.1f} min  loss {np.mean(losses):.3f}  "
-                  f"{tokens / (time.time() - run_started):,.0f} tokens/s  held-out top-1 {top1}", file=sys.stderr, flush=True)
+                  f"{tokens / (time.time() - run_started):,.0f} tokens/s  held-out top-1 (all, near, far) {top1}",
+                  file=sys.stderr, flush=True)
             losses = []
         if time.time() - last_checkpoint > args.checkpoint_minutes * 60 or done == last_step:
             save_checkpoint(checkpoint, model, optimizer, done, time.time() - started)
