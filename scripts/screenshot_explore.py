@@ -68,7 +68,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("text", nargs="?", default=TEXT)
     parser.add_argument("--out", default=str(REPO / "docs" / "explore.png"))
-    parser.add_argument("--height", type=int, default=1500, help="pixels of the page kept, from its top")
+    parser.add_argument("--height", type=int, default=2050, help="pixels of the page kept, from its top")
     args = parser.parse_args(argv)
     from PIL import Image
     from selenium.webdriver.common.action_chains import ActionChains
@@ -79,7 +79,8 @@ def main(argv: list[str]) -> int:
     browser = start_browser(height=args.height)
     try:
         with tempfile.TemporaryDirectory() as folder:
-            page = explore(args.text).save(Path(folder) / "page.html")
+            os.chdir(REPO)  # (so that the page says "loaded from weights/flaubert_tiny", not this machine's path)
+            page = explore(args.text, model="weights/flaubert_tiny").save(Path(folder) / "page.html")
             open_page(browser, page)
             browser.find_element(By.CSS_SELECTOR, "button.head-cell[data-layer='1'][data-head='2']").click()
             mask = browser.find_element(By.CSS_SELECTOR, "#hv-from .hv-token.mask")

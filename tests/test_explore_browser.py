@@ -91,6 +91,27 @@ def test_one_map_per_layer_and_head(browser, pages, name):
     assert len(find(browser, "#norm-chart polyline")) == layers + 1
 
 
+def test_all_maps_share_one_colour_scale(browser, pages):
+    """Across every map, a larger weight is never a lighter pixel, and the largest is the darkest colour."""
+    exploration = opened(browser, pages, "shipped")
+    maps = unpack_attention(exploration.data["attention"])  # [layers, heads, seq, seq]
+    pixels = browser.execute_script("""
+        return [...document.querySelectorAll('button.head-cell')].map(button => {
+          const canvas = button.querySelector('canvas');
+          return [+button.dataset.layer, +button.dataset.head,
+                  Array.from(canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data)];
+        });""")
+    weights, darkness = [], []
+    for layer, head, rgba in pixels:
+        rgb = np.array(rgba).reshape(maps.shape[2], maps.shape[3], 4)[..., :3]  # [query, key, rgb]
+        weights.append(maps[layer, head].ravel())
+        darkness.append(765 - rgb.sum(axis=-1).ravel())
+    weights, darkness = np.concatenate(weights), np.concatenate(darkness)
+    order = np.argsort(weights, kind="stable")
+    assert np.all(np.diff(darkness[order]) >= 0)
+    assert darkness[order[-1]] == 765 - (8 + 48 + 107)  # the scale's end: the largest weight of all the maps
+
+
 def test_a_click_enlarges_a_head(browser, pages):
     exploration = opened(browser, pages, "shipped")
     detail = find(browser, "#head-detail")[0]
