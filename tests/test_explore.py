@@ -177,6 +177,7 @@ def test_a_text_longer_than_the_model_is_cut_with_a_warning():
     with pytest.warns(UserWarning, match="cut to the model's 256"):
         data = explore(LONG_TEXT * 3).data
     assert len(data["tokens"]) == 256 and data["attention"]["shape"][-1] == 256
+    assert data["cut_at"] == 256 and explore(TEXT).data["cut_at"] is None
 
 
 def test_bad_arguments_are_clear_errors():

@@ -78,6 +78,8 @@ def page_data(fill, text: str, top_k: int, given=None) -> dict:
     has_head = not model.newly_initialized
     return {
         "text": text,
+        "cut_at": fill.max_length if ids.shape[1] == fill.max_length and len(tokenizer.encode(text)) > ids.shape[1]
+        else None,  # the tokens the model read, when the text had more
         "tokens": token_rows(tokenizer, encoding),
         "attention": packed_attention(attentions),
         "norms": [rounded(np.linalg.norm(h[0].astype(np.float64), axis=-1)) for h in hidden_states],
@@ -164,10 +166,11 @@ def lens_note(config) -> str:
     else:
         why = ("This model's layers are post-norm: each ends with a LayerNorm, so every layer's stream already has "
                "the scale the head reads, and no other norm is applied: the last row is the fill-mask output.")
+    tied = (" The head is tied to the word-embedding table, so early rows often guess the mask token itself: its own "
+            "embedding still dominates the stream there.") if FlaubertWithLMHeadModel.tied(config) else ""
     return ("Each row applies the model's own language-model head, the one fill-mask uses, to the mask's vector "
             "after the embeddings and after each layer (a \"logit lens\"), then a softmax over the whole "
-            f"vocabulary. {why} The head is tied to the word-embedding table, so early rows often guess the mask "
-            "token itself: its own embedding still dominates the stream there.")
+            f"vocabulary. {why}{tied}")
 
 
 def model_facts(model, given, path: str) -> dict:
