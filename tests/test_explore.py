@@ -185,6 +185,8 @@ def test_bad_arguments_are_clear_errors():
         explore(["Le chat"])
     with pytest.raises(ValueError, match="top_k"):
         explore(TEXT, top_k=0)
+    with pytest.raises(TypeError, match="unexpected keyword arguments \\['topk'\\].*revision"):
+        explore(TEXT, topk=3)
     with pytest.raises(OSError):
         explore(TEXT, model=FIXTURES / "no-such-model")
 

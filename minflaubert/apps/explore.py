@@ -31,6 +31,7 @@ import numpy as np
 
 from .. import __version__
 from ..checkpoints.atomic import atomic_file
+from ..checkpoints.hub import HUB_OPTIONS
 from ..models.heads import FlaubertWithLMHeadModel
 from ..models.inputs import check_positive
 from ..nn.layers import softmax
@@ -54,6 +55,10 @@ def explore(text: str, model=None, tokenizer=None, top_k: int = 5, **hub_options
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     check_positive("top_k", top_k)
+    unknown = sorted(set(hub_options) - set(HUB_OPTIONS))
+    if unknown:
+        raise TypeError(f"explore() got unexpected keyword arguments {unknown}; it takes text, model, tokenizer, "
+                        f"top_k and huggingface_hub's {', '.join(HUB_OPTIONS)}")
     fill = load(model, tokenizer, hub_options)
     return Exploration(page_data(fill, text, top_k, given=model))
 
@@ -69,7 +74,11 @@ def load(model, tokenizer, hub_options: dict):
 
 
 def page_data(fill, text: str, top_k: int, given=None) -> dict:
-    """Everything the page shows, as JSON-ready values: the numbers come from one forward pass of ``fill.model``."""
+    """Everything the page shows, as JSON-ready values: the numbers come from one forward pass of ``fill.model``.
+
+    (Asking for the attention maps runs the "kernels" path, where fill-mask runs "fast": the same numbers to float32
+    rounding, far below the digits the page keeps.)
+    """
     model, tokenizer = fill.model, fill.tokenizer
     encoding = fill.encode(text, return_offsets_mapping=True)  # cut to the model's positions, with a warning
     ids = np.array([encoding["input_ids"]])  # [1, seq]
