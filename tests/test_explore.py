@@ -20,6 +20,7 @@ from minflaubert.apps.explore import SIGNIFICANT, explore, unpack_attention
 from minflaubert.apps.pipelines import pipeline
 from minflaubert.nn.layers import softmax
 from minflaubert.tokenization.moses import moses_tokenize, normalize
+from test_hub import fake_hub, files_of, go_offline  # noqa: F401 (fake_hub: a fixture, an HTTP hub on 127.0.0.1)
 
 TEXT = "Elle ouvrit la <special1> ."
 ROUNDING = 10.0 ** (1 - SIGNIFICANT)  # the relative step of a number kept with SIGNIFICANT digits
@@ -135,6 +136,18 @@ def test_a_model_without_lm_head_still_shows_the_rest():
     assert data["attention"]["shape"] == [config.n_layers, config.n_heads, len(data["tokens"]), len(data["tokens"])]
     assert len(data["norms"]) == config.n_layers + 1
     assert data["model"]["folder"].endswith("tiny-model") and data["model"]["config"]["emb_dim"] == config.emb_dim
+
+
+def test_a_hub_repository_id_works_also_offline(fake_hub, monkeypatch):
+    fake_hub.repos["someone/flaubert-lm"] = files_of(FIXTURES / "tiny-lm")
+    by_folder = explore(TEXT, model=FIXTURES / "tiny-lm").data
+    by_id = explore(TEXT, model="someone/flaubert-lm").data
+    assert by_id["predictions"] == by_folder["predictions"] and by_id["attention"] == by_folder["attention"]
+    assert by_id["model"]["given"] == "someone/flaubert-lm"
+    assert "models--someone--flaubert-lm" in by_id["model"]["folder"]  # where it was loaded from: the hub's cache
+    fake_hub.stop()
+    go_offline(monkeypatch)
+    assert explore(TEXT, model="someone/flaubert-lm").data["predictions"] == by_folder["predictions"]
 
 
 def test_the_model_section_says_where_it_came_from(shipped):
