@@ -136,6 +136,8 @@ def test_a_model_without_lm_head_still_shows_the_rest():
     assert data["attention"]["shape"] == [config.n_layers, config.n_heads, len(data["tokens"]), len(data["tokens"])]
     assert len(data["norms"]) == config.n_layers + 1
     assert data["model"]["folder"].endswith("tiny-model") and data["model"]["config"]["emb_dim"] == config.emb_dim
+    assert data["model"]["architectures"] == ["FlaubertModel"]
+    assert data["model"]["parameters"] == FlaubertModel.from_pretrained(FIXTURES / "tiny-model").num_parameters()
 
 
 def test_a_hub_repository_id_works_also_offline(fake_hub, monkeypatch):

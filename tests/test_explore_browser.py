@@ -196,6 +196,7 @@ def test_a_model_without_lm_head_says_so(browser, pages):
     opened(browser, pages, "bare")
     notice = find(browser, "#no-predictions")[0].text
     assert "has no weights for the language-model head" in notice and not find(browser, "table.lens")
+    assert find(browser, "#lens-note")[0].text == ""  # (no lens to explain)
 
 
 def test_the_screenshot_is_not_blank(browser, pages):

@@ -187,9 +187,12 @@ def model_facts(model, given, path: str) -> dict:
     config = model.config.to_dict()
     return {"given": None if given is None else str(given) if isinstance(given, (str, os.PathLike)) else repr(given),
             "folder": None if model.name_or_path is None else str(model.name_or_path),
-            "class": type(model).__name__,
-            # (the state dict counts a tied projection once: it is the embedding table)
-            "parameters": int(sum(array.size for array in model.state_dict().values())),
+            "architectures": model.config.architectures,  # what the checkpoint says it is
+            "class": type(model).__name__,  # what it was read as (fill-mask's class)
+            # (the state dict counts a tied projection once, it is the embedding table; a head drawn at random for
+            # want of weights is not the checkpoint's)
+            "parameters": int(sum(array.size for name, array in model.state_dict().items()
+                                  if name not in model.newly_initialized)),
             "execution_path": path,
             "minflaubert": __version__,
             "config": {key: config[key] for key in sorted(config)}}
