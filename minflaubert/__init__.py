@@ -31,6 +31,7 @@ _EXPORTS = {
     "embed_corpus": "apps.corpus",
     "read_embeddings": "apps.shards",
     "iter_embeddings": "apps.shards",
+    "explore": "apps.explore",
 }
 
 __all__ = ["__version__", *_EXPORTS]

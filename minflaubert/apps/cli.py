@@ -37,6 +37,7 @@ EXAMPLES = {
     "convert": "minflaubert convert weights/flaubert_base_cased",
     "info": "minflaubert info weights/flaubert_base_cased",
     "train-bpe": "minflaubert train-bpe novels/*.txt -o my_tokenizer --vocab-size 16000",
+    "explore": 'minflaubert explore "Elle ouvrit la <special1> ." -o page.html',
 }
 # What each checkpoint class was trained for: the tasks whose head weights it actually has.
 TASKS_OF = {
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_any_model_commands(commands)
     add_fine_tuned_commands(commands)
     add_tool_commands(commands)
+    add_explore_command(commands)
     return parser
 
 
@@ -204,6 +206,17 @@ def add_tool_commands(commands) -> None:
                                                           "flaubert_base_uncased)")
     sub.add_argument("--min-frequency", type=int, default=2, help="stop when the best pair is rarer (default: 2)")
     sub.add_argument("--model-max-length", type=int, default=512, help="written to tokenizer_config.json")
+
+
+def add_explore_command(commands) -> None:
+    """explore: one offline HTML page of a text's tokens, attention, guesses by layer and residual stream."""
+    sub = add_command(commands, "explore", run_explore, "Write one self-contained HTML page (opens offline) showing a "
+                      "text's tokens, every attention map, each layer's guesses for <special1> and the residual "
+                      "stream.", model=False, texts=False)
+    sub.add_argument("text", help="the text to look into (put <special1> where a word is missing)")
+    sub.add_argument("-o", "--output", default="explore.html", help="the page to write (default: explore.html)")
+    sub.add_argument("--model", help="checkpoint folder or hub repository id (default: weights/flaubert_tiny)")
+    sub.add_argument("--top-k", type=int, default=5, help="guesses shown per layer for each mask (default: 5)")
 
 
 def allow_random_head(sub) -> None:
@@ -358,6 +371,14 @@ def run_info(args) -> None:
         "files": files,
         "bytes": sum(files.values()),
     })
+
+
+def run_explore(args) -> None:
+    """``minflaubert explore``: write the page and print where it is."""
+    from .explore import explore
+
+    page = explore(checked_argument(1, args.text), model=args.model, top_k=args.top_k).save(args.output)
+    emit({"output": str(page), "bytes": page.stat().st_size})
 
 
 def run_train_bpe(args) -> None:
