@@ -1,7 +1,11 @@
 """Train weights/flaubert_tiny: a BPE vocabulary, then masked-language modelling, on a laptop CPU.
 
-    pip install -e ".[train]"        # torch==2.13.0 (CPU) + transformers==4.57.6, used here only
-    python scripts/train_tiny.py --corpus ../shared/data/corpus/train --work runs/tiny --out weights/flaubert_tiny
+    python -m venv .venv-train && .venv-train/bin/pip install -r scripts/train_requirements.txt
+    PYTHONPATH=. .venv-train/bin/python scripts/train_tiny.py --corpus ../shared/data/corpus/train --work runs/tiny
+
+    # the shipped model: that run (28,000 steps), then a continued phase at 256 tokens (see its model card)
+    PYTHONPATH=. .venv-train/bin/python scripts/train_tiny.py --init-from weights/flaubert_tiny --work runs/long \
+        --long-fraction 1 --steps 3000 --lr 5e-4 --warmup 200 --out weights/flaubert_tiny
 
 What it does, in order (each step's result is kept in --work, so a cut run picks up where it stopped):
 
@@ -42,7 +46,7 @@ try:
     import torch
     import transformers
 except ImportError:
-    sys.exit('train_tiny.py needs torch and transformers: pip install -e ".[train]"')
+    sys.exit("train_tiny.py needs torch and transformers 4.57.6: pip install -r scripts/train_requirements.txt")
 
 from minflaubert.tokenization.bpe_train import read_paragraphs, train_bpe_files
 from minflaubert.tokenization.tokenizer import FlaubertTokenizer
