@@ -320,26 +320,40 @@ def fill_mask(plt):
 @figure
 def loss_curve(plt):
     """Lesson 10: how the shipped model learned: the masked-LM loss on training batches, and the share of masked
-    words it guessed right on held-out text (a novel of Flaubert it never saw)."""
+    words it guessed right on held-out text (a novel of Flaubert it never saw). The continued phase's check runs on
+    rows of 256 tokens and is drawn for the positions before 128 and from 128 on."""
     with open(TRAINED / "training_log.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    step = np.array([float(r["step"]) for r in rows])
-    loss = np.array([float(r["train_loss"]) if r["train_loss"] else np.nan for r in rows])
-    top1 = np.array([float(r["heldout_top1"]) if r.get("heldout_top1") else np.nan for r in rows])
+
+    def column(name):
+        return np.array([float(r[name]) if r.get(name) else np.nan for r in rows])
+
+    step, loss = column("step"), column("train_loss")
     fig, left = plt.subplots(figsize=(8, 4.2))
     left.plot(step, loss, color="tab:blue", lw=1)
     left.set_xlabel("training step")
     left.set_ylabel("training loss (cross-entropy, nats)", color="tab:blue")
     right = left.twinx()
-    right.plot(step[~np.isnan(top1)], top1[~np.isnan(top1)], color="tab:green", marker="o", ms=3)
+    near, far = column("heldout_top1_near"), column("heldout_top1_far")
+    continued = np.isfinite(near)  # the continued phase checks rows of 256 tokens, by position
+    first = np.where(continued, np.nan, column("heldout_top1"))  # before it, rows of 128 tokens
+    for top1, label, colour in [(first, "128-token rows", "tab:green"), (near, "positions 1-127", "tab:olive"),
+                                (far, "positions 128-254", "tab:red")]:
+        seen = ~np.isnan(top1)
+        if seen.any():
+            right.plot(step[seen], top1[seen], color=colour, marker="o", ms=3, lw=1, label=label)
     right.set_ylabel("held-out top-1 accuracy on masked words", color="tab:green")
-    right.set_ylim(0, max(0.1, np.nanmax(top1) * 1.15) if np.isfinite(top1).any() else 1)
+    right.set_ylim(0, 0.6)
     jumps = np.nonzero(np.diff(loss) > 1.0)[0]
-    if len(jumps):  # train_tiny.py's last phase: longer sequences (its loss is not comparable with the first phase)
+    middle = (np.nanmin(loss) + np.nanmax(loss)) / 2  # below the accuracy curve, above the loss
+    if len(jumps):  # train_tiny.py's long phase: 256-token sequences (its loss is not comparable with the first)
         left.axvline(step[jumps[0] + 1], color="grey", lw=0.8, ls=":")
-        middle = (np.nanmin(loss) + np.nanmax(loss)) / 2  # below the accuracy curve, above the loss
-        left.text(step[jumps[0] + 1], middle, "256-token\nsequences\nfrom here ", ha="right",
-                  fontsize=8, color="grey")
+        left.text(step[jumps[0] + 1], middle, "256-token\nsequences\nfrom here ", ha="right", fontsize=8, color="grey")
+    if continued.any():  # the continued phase (--init-from): every position, at a learning rate that is still high
+        start = step[np.nonzero(np.isfinite(first))[0][-1]]  # the first phase's last check
+        left.axvline(start, color="grey", lw=0.8, ls="--")
+        left.text(start, middle * 0.9, " continued\n phase", ha="left", fontsize=8, color="grey")
+        right.legend(loc="lower right", fontsize=8, title="held-out top-1", title_fontsize=8)
     minutes = float(rows[-1]["minutes"])
     left.set_title(f"training weights/flaubert_tiny: {int(step[-1]):,} steps, {minutes:.0f} minutes on 2 CPU cores")
     fig.tight_layout()

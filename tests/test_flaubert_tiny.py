@@ -17,10 +17,11 @@ from test_parity_encoder import run_transformers4
 
 TINY = REPO / "weights" / "flaubert_tiny"
 
-# Blanks a French reader fills at once, with the answers they would accept. The model is small and has read only
-# 19th-century novels: it finds the answer among its first five proposals for most of these, not for all.
+# Blanks a French reader fills at once, with the answers they would accept, and that the training corpus teaches
+# (« Il était une ___ . » is not here: « il était une fois » occurs nowhere in it). The model is small and has read
+# only 19th-century novels: it finds the answer among its first five proposals for most of these, not for all.
 CLOZE = [
-    ("Il était une <special1> .", {"fois"}),
+    ("Tout à <special1> , la porte s' ouvrit .", {"coup"}),
     ("Elle ouvrit la <special1> et entra dans la chambre .", {"porte", "fenêtre"}),
     ("Il leva les <special1> vers le ciel .", {"yeux", "bras", "mains"}),
     ("Je vous <special1> de tout mon cœur .", {"aime", "remercie"}),
@@ -41,8 +42,22 @@ CLOZE = [
     ("Les enfants jouaient dans le <special1> .", {"jardin", "parc", "bois", "village"}),
     ("Il ferma les yeux et s' <special1> .", {"endormit"}),
 ]
-MIN_TOP5_HITS = 15  # the shipped model finds 17 in its first five and 13 first: see "Held-out results" in its model card
+# A paragraph of ordinary prose (written for this test) that puts each blank above past position 180: what a model
+# whose far positions were never learned gets wrong (the first model shipped found 1 first and 2 in its first five).
+LONG_CONTEXT = (
+    "Le matin était venu sans bruit sur la petite ville. Les boutiques ouvraient une à une leurs volets, et les "
+    "servantes, un panier au bras, descendaient vers le marché en causant à voix basse. Sur la place, devant "
+    "l'église, quelques paysans attendaient, appuyés contre leurs charrettes, que la messe fût finie. Le vieux "
+    "médecin passa, salua le curé, puis s'arrêta longtemps à regarder la rivière qui coulait sous le pont, grise et "
+    "lente, entre les saules. Il pensait à sa jeunesse, à Paris, aux amis qu'il avait perdus, à cette femme qu'il "
+    "avait aimée autrefois et qu'il n'avait jamais revue. Le soleil montait peu à peu au-dessus des toits ; une "
+    "cloche sonna neuf heures. Alors il reprit sa canne, traversa la rue et entra chez le notaire, où on l'attendait "
+    "depuis une heure. Le notaire était un petit homme maigre, aux lunettes d'or, qui parlait lentement et ne "
+    "souriait jamais.")
+MIN_TOP5_HITS = 15  # the shipped model finds 18 in its first five and 11 first: see "Held-out results" in its model card
 MIN_TOP1_HITS = 11
+MIN_TOP5_HITS_LONG = 15  # after LONG_CONTEXT: 18 and 14 (the first model shipped: 2 and 1)
+MIN_TOP1_HITS_LONG = 11
 
 
 def test_the_folder_is_complete_and_small():
@@ -93,6 +108,19 @@ def test_it_knows_some_french():
     assert top1 >= MIN_TOP1_HITS and top5 >= MIN_TOP5_HITS, (top1, top5)
 
 
+def test_it_still_knows_french_after_a_long_context():
+    fill = pipeline("fill-mask")
+    tokenizer = fill.tokenizer
+    top1 = top5 = 0
+    for text, answers in CLOZE:
+        ids = tokenizer(LONG_CONTEXT + " " + text)["input_ids"]
+        assert 180 < ids.index(tokenizer.mask_token_id) and len(ids) <= tokenizer.model_max_length
+        proposals = [p["token_str"] for p in fill(LONG_CONTEXT + " " + text, top_k=5)]
+        top1 += proposals[0] in answers
+        top5 += bool(answers & set(proposals))
+    assert top1 >= MIN_TOP1_HITS_LONG and top5 >= MIN_TOP5_HITS_LONG, (top1, top5)
+
+
 def test_same_logits_as_transformers(tmp_path):
     """transformers 4.57.6 (5.23 cannot run pre-norm), default from_pretrained: it reads the float16 weights as
     float32, as we do."""
@@ -107,18 +135,34 @@ def test_same_logits_as_transformers(tmp_path):
     assert difference <= 2e-5, difference
 
 
-def test_the_model_card_table_is_what_the_evaluation_prints(shared_data):
+@pytest.fixture(scope="module")
+def evaluation(shared_data) -> str:
+    """What ``scripts/evaluate_mlm.py`` prints for the shipped model on the held-out book (run once per session)."""
     heldout = shared_data / "corpus" / "heldout" / "flaubert-education-sentimentale.txt"
     require(heldout.is_file(), f"{heldout} is missing")
     done = subprocess.run([sys.executable, str(REPO / "scripts" / "evaluate_mlm.py"), "--heldout", str(heldout),
                            "--train-corpus", str(shared_data / "corpus" / "train")],
-                          capture_output=True, text=True, timeout=1200, env={**os.environ, "PYTHONPATH": str(REPO)})
+                          capture_output=True, text=True, timeout=1800, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_model_card_tables_are_what_the_evaluation_prints(evaluation):
     card = (TINY / "README.md").read_text(encoding="utf-8")
-    for line in done.stdout.splitlines():
-        if line.startswith("| flaubert_tiny") or line.startswith("| most frequent"):
-            printed = [float(x) for x in re.findall(r"([\d.]+) %", line)]
-            label = line.split("|")[1].strip()
-            row = next(row for row in card.splitlines() if row.startswith(f"| {label} |"))
-            written = [float(x) for x in re.findall(r"([\d.]+) %", row)]
-            assert printed == pytest.approx(written, abs=0.3), (line, row)
+    rows = [line for line in evaluation.splitlines() if re.match(r"\| (flaubert_tiny|most frequent|\d+-\d+) ", line)]
+    assert len(rows) == 2 + 4, evaluation  # the overall table and the four bands of 64 positions
+    for line in rows:
+        printed = [float(x) for x in re.findall(r"([\d.]+) %", line)]
+        label = line.split("|")[1].strip()
+        row = next(row for row in card.splitlines() if row.startswith(f"| {label} |"))
+        written = [float(x) for x in re.findall(r"([\d.]+) %", row)]
+        assert printed == pytest.approx(written, abs=0.3), (line, row)
+
+
+def test_every_declared_position_was_learned(evaluation):
+    """The model declares 256 positions: masked words past position 128 are found at least 0.9 times as often as
+    before it (the first model shipped scored 0.22: its positions 128-255 were never really trained)."""
+    config = json.loads((TINY / "config.json").read_text())
+    assert config["max_position_embeddings"] == FlaubertTokenizer.from_pretrained(TINY).model_max_length
+    ratio = float(re.search(r"top-1 at positions \d+-\d+ / top-1 at 1-\d+: ([\d.]+)", evaluation).group(1))
+    assert ratio >= 0.9, evaluation
