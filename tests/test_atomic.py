@@ -1,9 +1,12 @@
-"""Crash-safe saves: a process killed at any instant of save_pretrained leaves the old model or the new one.
+"""Crash-safe saves: a process killed at any instant of save_pretrained leaves the old model or the new one, and a
+save touches only the files it writes.
 
 The main test does it for real: a subprocess saves a model (config, weights, tokenizer) over a folder holding a
 good save and is SIGKILLed at many instants; after each kill the folder must load, as exactly the old model or
-exactly the new one. Before atomic.py, 6 to 10 of 16 kill instants left a folder that did not load (the new
-config.json beside the old weights). ``convert`` is killed the same way.
+exactly the new one, with the folder's other files (.git, .env, links...) as they were. Before atomic.py, 6 to 10
+of 16 kill instants left a folder that did not load (the new config.json beside the old weights); before saves
+moved files in one by one behind a commit point, every save deleted the folder's hidden files and replaced the
+folder itself. ``convert`` and ``train-bpe`` are tried the same way.
 """
 import os
 import signal
@@ -40,9 +43,6 @@ def fingerprint(folder) -> tuple:
 SAVER = textwrap.dedent("""
     import sys, time
     from minflaubert import FlaubertConfig, FlaubertModel, FlaubertTokenizer
-    from minflaubert.checkpoints import atomic
-    if sys.argv[3] == "two-renames":
-        atomic._exchange = lambda a, b: False  # what systems without an atomic exchange do
     model = FlaubertModel(FlaubertConfig(emb_dim=48, n_layers=1, n_heads=2, vocab_size=40_000,
                                          max_position_embeddings=64), seed=2)
     tokenizer = FlaubertTokenizer.from_pretrained(sys.argv[2])
@@ -96,19 +96,74 @@ def kill_at_instants(script: str, target, timing_target, args, state_of, restore
     return seen
 
 
-@pytest.mark.parametrize("swap", ["exchange", "two-renames"])
-def test_a_save_killed_at_any_instant_leaves_the_old_or_the_new_model(tmp_path, swap):
-    folder = tmp_path / "model"
+def not_ours(folder) -> dict:
+    """What a save must leave as it was: every entry of the folder but the save's own files, hidden ones included
+    ({relative path: bytes, or "-> target" for a link}; links are not followed). A killed save's staging folder
+    is left out: the next save removes it (checked apart)."""
+    saved = {"config.json", "model.safetensors", "vocab.json", "merges.txt", "tokenizer_config.json"}
+    found = {}
+    for root, folders, files in os.walk(folder):
+        folders[:] = [name for name in folders if not name.startswith(atomic.SAVE_PREFIX)]
+        for name in folders + files:
+            path = os.path.join(root, name)
+            relative = os.path.relpath(path, folder)
+            if relative in saved:
+                continue
+            if os.path.islink(path):
+                found[relative] = "-> " + os.readlink(path)
+            elif os.path.isfile(path):
+                found[relative] = open(path, "rb").read()
+    return found
+
+
+def add_other_files(folder) -> None:
+    """What a user's folder holds besides a model: a git clone's .git, an .env, a cache, a link, and weights of
+    another format that loaders read after model.safetensors."""
+    for relative, content in {".git/HEAD": "ref: refs/heads/main\n", ".git/objects/ab/cdef": "blob",
+                              ".gitattributes": "*.safetensors filter=lfs\n", ".env": "TOKEN=secret\n",
+                              ".cache/huggingface/download/model.safetensors.metadata": "abc\n",
+                              "README.md": "mine", "notes/todo.txt": "à faire", ".thesis.tmp-final.docx": "thèse",
+                              "pytorch_model.bin": "an older format, read after model.safetensors"}.items():
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relative).write_text(content, encoding="utf-8")
+    os.symlink("README.md", folder / "readme-link")
+
+
+def add_links(folder) -> None:
+    """Links a save must neither follow nor copy: one to a folder outside, one looping back to the folder."""
+    (folder.parent / "elsewhere").mkdir(exist_ok=True)
+    (folder.parent / "elsewhere" / "big.bin").write_bytes(b"0" * 1000)
+    os.symlink("../elsewhere", folder / "outside")
+    os.symlink(".", folder / "loop")
+
+
+@pytest.mark.parametrize("through", ["the folder", "a symlink to it"])
+def test_a_save_killed_at_any_instant_leaves_the_old_or_the_new_model(tmp_path, through):
+    real = tmp_path / "model"
+    folder = real if through == "the folder" else tmp_path / "link"
 
     def save_old():
         FlaubertModel(small_config(32), seed=1).save_pretrained(folder)
+    real.mkdir()
+    add_other_files(real)
+    add_links(real)
+    if folder != real:
+        os.symlink("model", folder)
+    others = not_ours(real)
     save_old()
     FlaubertTokenizer.from_pretrained(TOKENIZER).save_pretrained(folder)
-    kill_at_instants(SAVER, folder, tmp_path / "timing", lambda target: (target, TOKENIZER, swap), fingerprint,
-                     save_old)
-    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".model.")]
-    save_old()  # the next save clears dead processes' files
-    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".model.")], leftovers
+
+    def state_of(target):
+        if target == folder:
+            assert not_ours(real) == others, "a file that is not the save's changed"
+        return fingerprint(target)
+    kill_at_instants(SAVER, folder, tmp_path / "timing", lambda target: (target, TOKENIZER), state_of, save_old)
+    assert not_ours(real) == others and (folder == real or os.path.islink(folder))
+    save_old()  # the next save clears dead processes' files, and only those
+    assert not [p.name for p in real.iterdir() if p.name.startswith(atomic.SAVE_PREFIX)]
+    assert not_ours(real) == others
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model", "elsewhere", "timing",
+                                                                 *(["link"] if folder != real else [])])
 
 
 def test_a_convert_killed_at_any_instant_leaves_the_old_or_the_new_weights(torch, tmp_path):
@@ -121,23 +176,106 @@ def test_a_convert_killed_at_any_instant_leaves_the_old_or_the_new_weights(torch
         save_state_dict({"transformer.embeddings.weight": np.ones((2, 3), np.float32)}, output)
         (output / "config.json").write_text('{"old": true}')
     write_old()
+    add_other_files(output)
+    others = not_ours(output)
 
     def state_of(folder):
+        folder = atomic.readable_folder(folder)  # what every loader does first: finish a committed save
+        if folder == output:
+            assert not_ours(output) == others, "a file that is not the save's changed"
         return tuple((name, array.shape, array.tobytes()[:64]) for name, array in load_state_dict(folder).items()) \
             + ((folder / "config.json").read_text(),)
     kill_at_instants(CONVERTER, output, tmp_path / "timing", lambda target: (source, target), state_of, write_old)
 
 
-def test_the_moment_between_two_renames_reads_the_parked_old_folder(tmp_path):
+def test_a_save_killed_after_its_commit_point_is_finished_by_the_next_reader(tmp_path, monkeypatch):
     folder = tmp_path / "model"
     FlaubertModel(small_config(32), seed=1).save_pretrained(folder)
-    old = FlaubertModel.from_pretrained(folder).weights["embeddings.weight"][7].copy()
-    os.rename(folder, atomic.old_path(folder))  # as a process killed between the two renames leaves it
-    assert atomic.readable_folder(folder) == atomic.old_path(folder)
-    np.testing.assert_array_equal(FlaubertModel.from_pretrained(folder).weights["embeddings.weight"][7], old)
-    FlaubertModel(small_config(48), seed=2).save_pretrained(folder)  # the next save puts it back first, then swaps
-    assert FlaubertConfig.from_pretrained(folder).emb_dim == 48
-    assert not atomic.old_path(folder).exists()
+    moved = []
+
+    def move_one_then_die(commit, target):  # as a process killed between two of the moves leaves the folder
+        first = sorted(commit.iterdir())[0]
+        os.replace(first, target / first.name)
+        moved.append(first.name)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(atomic, "_move_in", move_one_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        FlaubertModel(small_config(48), seed=2).save_pretrained(folder)
+    monkeypatch.undo()
+    assert moved == ["config.json"] and FlaubertConfig.from_dict(  # the new config beside the old weights...
+        __import__("json").loads((folder / "config.json").read_text())).emb_dim == 48
+    model = FlaubertModel.from_pretrained(folder)  # ...until a reader finishes the committed save
+    assert model.config.emb_dim == 48 and model.weights["embeddings.weight"].shape[1] == 48
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(atomic.SAVE_PREFIX)]
+
+
+def save_model(folder):
+    FlaubertModel(small_config(32), seed=3).save_pretrained(folder)
+    return FlaubertModel.from_pretrained(folder).config.emb_dim == 32
+
+
+def save_tokenizer(folder):
+    FlaubertTokenizer.from_pretrained(TOKENIZER).save_pretrained(folder)
+    return FlaubertTokenizer.from_pretrained(folder).vocab_size == FlaubertTokenizer.from_pretrained(TOKENIZER).vocab_size
+
+
+def convert(folder):  # the tiny .bin fixture (no torch needed), converted into the folder
+    source = folder.parent / "source"
+    source.mkdir(exist_ok=True)
+    (source / "pytorch_model.bin").write_bytes((FIXTURES / "tiny_state_dict.bin").read_bytes())
+    (source / "config.json").write_text("{}")
+    done = subprocess.run([sys.executable, "-m", "minflaubert", "convert", source, "--output", folder, "--overwrite"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return set(load_state_dict(folder)) == set(load_state_dict(source))
+
+
+def train_bpe(folder):
+    (folder.parent / "text.txt").write_text("le chat dort sur la table\n" * 20, encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "minflaubert", "train-bpe", folder.parent / "text.txt", "-o", folder,
+                           "--vocab-size", "60", "--quiet"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return FlaubertTokenizer.from_pretrained(folder).vocab_size > 14
+
+
+@pytest.mark.parametrize("save", [save_model, save_tokenizer, convert, train_bpe], ids=lambda save: save.__name__)
+def test_a_save_touches_only_the_files_it_writes(tmp_path, save):
+    folder = tmp_path / "repo"
+    folder.mkdir()
+    add_other_files(folder)
+    others = not_ours(folder)
+    inode = folder.stat().st_ino
+    assert save(folder) and save(folder)  # into a folder with all that, then over its own previous save
+    assert not_ours(folder) == others
+    assert folder.stat().st_ino == inode  # the very same folder, not a new one under its name
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(atomic.SAVE_PREFIX)]
+
+
+@pytest.mark.parametrize("save", [save_model, save_tokenizer, convert, train_bpe], ids=lambda save: save.__name__)
+def test_a_save_through_a_symlinked_folder_writes_into_its_target(tmp_path, save):
+    real, link = tmp_path / "real", tmp_path / "link"
+    real.mkdir()
+    add_links(real)
+    os.symlink("real", link)
+    others = not_ours(real)
+    assert save(link) and save(link)
+    assert os.readlink(link) == "real" and not_ours(real) == others  # links stay links, nothing copied
+    assert {"config.json", "vocab.json"} & {p.name for p in real.iterdir()}
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name not in ("source", "text.txt")) == \
+        ["elsewhere", "link", "real"]
+
+
+def test_another_process_working_inside_the_folder_keeps_its_working_directory(tmp_path):
+    folder = tmp_path / "model"
+    FlaubertModel(small_config(32), seed=1).save_pretrained(folder)
+    look = "import os, sys; sys.stdin.readline(); print(os.getcwd(), sorted(os.listdir('.')))"
+    inside = subprocess.Popen([sys.executable, "-c", look], cwd=folder, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    FlaubertModel(small_config(48), seed=2).save_pretrained(folder)
+    FlaubertTokenizer.from_pretrained(TOKENIZER).save_pretrained(folder)
+    out, err = inside.communicate("go\n", timeout=60)
+    assert inside.returncode == 0, err  # (before: FileNotFoundError, its folder had been deleted)
+    assert out.strip() == f"{folder} {sorted(p.name for p in folder.iterdir())}"
 
 
 def test_a_failed_save_leaves_the_folder_untouched(tmp_path):
@@ -150,7 +288,6 @@ def test_a_failed_save_leaves_the_folder_untouched(tmp_path):
             (staging / "config.json").write_text("{half")
             raise KeyboardInterrupt
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
 def test_a_save_keeps_the_files_it_does_not_write(tmp_path):

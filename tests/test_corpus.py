@@ -14,6 +14,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ import pytest
 from conftest import FIXTURES, REPO, require
 from minflaubert.apps.corpus import ShardJob, embed_corpus, loaded_pipeline, model_sha256
 from minflaubert.apps.lines import read_lines
+from minflaubert.apps.shards import job_id, settings_sha256
 from test_cli import assert_error, json_lines, run
 
 MODEL = FIXTURES / "tiny-model"
@@ -270,7 +272,8 @@ def test_three_sigkills_then_resume_give_the_bytes_of_one_clean_run(tmp_path, ki
     for ready in instants:
         kill_when(start(*command), ready)
         assert manifest(out)["status"] == "running" and shards_in(out) < 30
-    (out / ".part-00029.parquet.tmp-killed").write_bytes(b"half a shard")  # as a kill during a write leaves
+    job = job_id(settings_sha256(manifest(out)["settings"]))
+    (out / f".part-00029.parquet.tmp-{job}-host-1-2").write_bytes(b"half a shard")  # as a kill during a write leaves
     summary = json_lines(run(*command))[0]
     assert summary["lines"] == 3000 and summary["resumed_shards"] >= 18
     assert folder_bytes(out) == clean
@@ -342,17 +345,127 @@ def test_dask_workers_never_block_on_an_unread_stderr(tmp_path, extra):
 
 
 # ------------------------------------------------------------------------------------------------ .npy and real text
-def test_npy_output_is_replaced_only_when_complete(tmp_path):
+def test_npy_output_is_replaced_only_when_asked_and_complete(tmp_path):
     make_corpus(tmp_path / "corpus.txt", 5)
     target = tmp_path / "vectors.npy"
     np.save(target, np.zeros(3))
     (tmp_path / "bad.txt").write_bytes(b"ok\n\xff\n")
-    assert_error(run("embed", tmp_path / "bad.txt", "-o", target, "--model", MODEL), "line 2 is not valid UTF-8")
+    assert_error(run("embed", tmp_path / "corpus.txt", "-o", target, "--model", MODEL),
+                 "vectors.npy already exists: pass --overwrite")  # (before: replaced without a word)
+    assert_error(run("embed", tmp_path / "bad.txt", "-o", target, "--model", MODEL, "--overwrite"),
+                 "line 2 is not valid UTF-8")
     np.testing.assert_array_equal(np.load(target), np.zeros(3))
-    assert json_lines(run("embed", tmp_path / "corpus.txt", "-o", target, "--model", MODEL))[0]["shape"] == [5, 32]
+    assert json_lines(run("embed", tmp_path / "corpus.txt", "-o", target, "--model", MODEL, "--overwrite"))[0][
+        "shape"] == [5, 32]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["bad.txt", "corpus.txt", "vectors.npy"]
     assert_error(run("embed", tmp_path / "corpus.txt", "-o", target, "--model", MODEL, "--dask", "local:2"),
                  "--dask: only for Parquet shards")
+
+
+# ------------------------------------------------------------------------------------------------ one writer, our files
+def test_a_second_writer_is_refused_naming_the_holder(tmp_path, kill_corpus):
+    corpus, clean = kill_corpus
+    out = tmp_path / "vectors"
+    first = start("embed", corpus, "-o", out, *KILL_ARGS)
+    try:
+        wait_until(first, lambda: shards_in(out) >= 1)
+        os.killpg(first.pid, signal.SIGSTOP)  # paused mid-job, lock held: the others surely come while it runs
+        for other in ([], ["--pooling", "max", "--overwrite"]):  # the same job again, and one told to start over
+            assert_error(run("embed", corpus, "-o", out, *KILL_ARGS, *other),
+                         f"{out} is being written by another embed job (pid {first.pid} on {socket.gethostname()}, "
+                         f"started 20")
+        os.killpg(first.pid, signal.SIGCONT)
+        assert first.wait(timeout=300) == 0, first.stderr.read()
+    finally:
+        kill_group(first)
+    assert folder_bytes(out) == clean  # the first job's bytes, untouched by the refused ones
+
+
+def test_resume_and_overwrite_delete_only_the_jobs_own_files(tmp_path, extra):
+    import minflaubert
+
+    make_corpus(tmp_path / "corpus.txt", 40)
+    out = tmp_path / "vectors"
+    command = ["embed", tmp_path / "corpus.txt", "-o", out, "--model", MODEL, "--shard-lines", 10, "--quiet"]
+    json_lines(run(*command))
+    mine = {".thesis.tmp-final.docx": b"ma th\xc3\xa8se", f".part-00001.parquet.tmp-job{'f' * 16}-host-1-2": b"not ours"}
+    for name, content in mine.items():
+        (out / name).write_bytes(content)
+    job = job_id(settings_sha256(manifest(out)["settings"]))
+    (out / f".part-00002.parquet.tmp-{job}-host-1-2").write_bytes(b"half a shard of this job, killed")
+    assert json_lines(run(*command))[0]["resumed_shards"] == 4  # a resume deletes that half shard, and only it
+    assert all((out / name).read_bytes() == content for name, content in mine.items())
+    mine["part-mine.parquet"] = b"not a shard of the job"
+    (out / "part-mine.parquet").write_bytes(mine["part-mine.parquet"])
+    json_lines(run(*command, "--pooling", "max", "--overwrite"))
+    assert manifest(out)["settings"]["pooling"] == "max" and minflaubert.read_embeddings(out).shape == (40, 32)
+    assert sorted(path.name for path in out.iterdir()) == \
+        sorted(["_manifest.json", *mine, *(f"part-{i:05d}.parquet" for i in range(4))])
+    assert all((out / name).read_bytes() == content for name, content in mine.items())
+
+
+def test_a_finished_shard_of_other_settings_is_not_reused(tmp_path, extra):
+    make_corpus(tmp_path / "corpus.txt", 30)
+
+    def embed(out, **options):
+        return embed_corpus([tmp_path / "corpus.txt"], tmp_path / out, model=MODEL, shard_lines=10, progress=False,
+                            **options)
+    embed("mean")
+    embed("max", pooling="max")
+    # as two jobs writing at once left it: a max-pooled shard among mean ones, under a mean job's manifest
+    (tmp_path / "max" / "part-00001.parquet").replace(tmp_path / "mean" / "part-00001.parquet")
+    with pytest.raises(ValueError, match="part-00001.parquet was made with other settings than this job's"):
+        embed("mean")
+
+
+def test_an_empty_input_gives_a_complete_empty_output(tmp_path, extra):
+    import minflaubert
+
+    (tmp_path / "empty.txt").write_text("")
+    out = tmp_path / "vectors"
+    assert json_lines(run("embed", tmp_path / "empty.txt", "-o", out, "--model", MODEL))[0] == \
+        {"output": str(out), "lines": 0, "shards": 0, "dim": 32, "pooling": "mean", "resumed_shards": 0}
+    assert manifest(out)["status"] == "complete" and minflaubert.read_embeddings(out).shape == (0, 32)
+    make_corpus(tmp_path / "corpus.txt", 12)  # the next job, a real one, runs there (nothing was there to lose)
+    assert json_lines(run("embed", tmp_path / "corpus.txt", "-o", out, "--model", MODEL))[0]["lines"] == 12
+    assert json_lines(run("embed", tmp_path / "empty.txt", "-o", tmp_path / "empty.npy", "--model", MODEL))[0][
+        "shape"] == [0, 32]
+
+
+def test_read_embeddings_refuses_a_hostile_manifest(tmp_path, extra):
+    import minflaubert
+
+    make_corpus(tmp_path / "corpus.txt", 20)
+    out = tmp_path / "vectors"
+    embed_corpus([tmp_path / "corpus.txt"], out, model=MODEL, shard_lines=10, progress=False)
+    good = manifest(out)
+    (tmp_path / "outside.parquet").write_bytes((out / "part-00000.parquet").read_bytes())
+    os.symlink("../outside.parquet", out / "link.parquet")
+
+    def with_shard(**changes):
+        return {**good, "shards": [{**good["shards"][0], **changes}, good["shards"][1]]}
+    cases = [
+        ([good], r"_manifest.json is not a valid manifest: a JSON object is expected, not a list"),
+        ({key: value for key, value in good.items() if key != "shards"}, r"field 'shards' must be a list, got None"),
+        ({**good, "lines": "20"}, r"field 'lines' must be a whole number >= 0, got '20'"),
+        ({**good, "dim": True}, r"field 'dim' must be a whole number >= 1, got True"),
+        ({**good, "settings": []}, r"field 'settings' must be a JSON object"),
+        ({**good, "shards": ["part-00000.parquet"]}, r"field 'shards\[0\]' must be a JSON object"),
+        (with_shard(file="../outside.parquet"), r"field 'shards\[0\].file' must be a file name in the folder"),
+        (with_shard(file=str(tmp_path / "outside.parquet")), r"field 'shards\[0\].file' must be a file name"),
+        (with_shard(file="link.parquet"), r"field 'shards\[0\].file' \(link.parquet\) leads out of the folder"),
+        (with_shard(file=None), r"field 'shards\[0\].file' must be a file name in the folder, got None"),
+        (with_shard(first_line=5), r"field 'shards\[0\].first_line' must be 0"),
+        ({**good, "lines": 25}, r"field 'lines' says 25, but the shards hold 20 lines"),
+        ({**with_shard(lines=10**12), "lines": 10**12 + 10}, r"'shards\[0\].lines' says 1000000000000, but "
+                                                              r"part-00000.parquet holds 10 rows"),
+    ]
+    for bad, message in cases:
+        (out / "_manifest.json").write_text(json.dumps(bad), encoding="utf-8")
+        with pytest.raises(ValueError, match=message):
+            minflaubert.read_embeddings(out)
+    (out / "_manifest.json").write_text(json.dumps(good), encoding="utf-8")
+    assert minflaubert.read_embeddings(out).shape == (20, 32)
 
 
 def test_a_novel_round_trips_with_its_text(tmp_path, shared_data, extra):

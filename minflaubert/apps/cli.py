@@ -146,7 +146,8 @@ def add_any_model_commands(commands) -> None:
     sub.add_argument("--dask", metavar="CLUSTER",
                      help="run the shards on Dask: local:N (N worker processes here) or tcp://HOST:PORT (a scheduler)")
     sub.add_argument("--overwrite", action="store_true",
-                     help="start over in a folder that holds embeddings made with other settings")
+                     help="start over in a folder that holds embeddings made with other settings, or replace an "
+                          "existing .npy file")
 
 
 def add_fine_tuned_commands(commands) -> None:
@@ -325,11 +326,10 @@ def run_embed(args) -> None:
                                  dask=args.dask, overwrite=args.overwrite, **common))
         return
     folder_only = [option for option, given in [("--shard-lines", args.shard_lines is not None),
-                                                ("--keep-text", args.keep_text), ("--dask", args.dask),
-                                                ("--overwrite", args.overwrite)] if given]
+                                                ("--keep-text", args.keep_text), ("--dask", args.dask)] if given]
     if folder_only:
         raise ValueError(f"{', '.join(folder_only)}: only for Parquet shards; give -o a folder instead of a .npy file")
-    emit(corpus.embed_to_npy(args.inputs, args.output, **common))
+    emit(corpus.embed_to_npy(args.inputs, args.output, overwrite=args.overwrite, **common))
 
 
 def run_download(args) -> None:

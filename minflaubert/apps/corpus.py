@@ -25,7 +25,11 @@ promises is what it is built around:
 * **Checked settings.** ``_manifest.json`` records what the bytes depend on (the model's files hashed, pooling,
   normalisation, maximum length, batch size, shard size, the inputs' hashes, the software versions); a run over
   an output made with other settings is refused and told which one differs (``overwrite=True`` starts over).
-  Each shard also keeps the sha256 of its own lines, so a changed input (even on stdin) is caught on resume.
+  Each shard also keeps the sha256 of its own lines and of those settings, so a changed input (even on stdin), or
+  a shard of another job, is caught on resume.
+* **One writer, and only our files.** A job holds the folder's lock (``_writer.lock``) from start to end: a second
+  job on the same folder is refused at once and told who holds it. Resuming or ``overwrite`` deletes only the
+  job's own files (its shards, manifest and temporary files): a folder's other files stay.
 * **Readable by every data tool.** A shard has a ``line`` column (int64, the global line number), optionally
   ``text``, and ``embedding`` (a fixed-size list of float32). The manifest's leading underscore, and the leading
   dot of temporary files, are the convention (Hadoop's ``_SUCCESS``, ``_metadata``) that pyarrow, pandas and
@@ -39,6 +43,7 @@ This module is the job; the output folder's format (Parquet shards, manifest, re
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import itertools
 import os
@@ -55,8 +60,8 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from .lines import corpus_lines, describe_input
-from .shards import (FORMAT, close_output, import_extra, open_output, unfinished_shards, write_atomically,
-                     write_shard)
+from .shards import (FORMAT, close_output, import_extra, open_output, settings_sha256, shard_files, unfinished_shards,
+                     write_atomically, write_shard, writer_lock)
 
 SHARD_LINES = 10_000
 WINDOW_BATCHES = 16  # lines sorted by length together: 16 batches (more sorts better, but holds more activations)
@@ -86,6 +91,7 @@ class ShardJob:
     normalize: bool
     batch_size: int
     keep_text: bool
+    settings_sha256: str = ""  # the fingerprint of the manifest's settings, recorded in each shard (set once known)
 
 
 def model_sha256(folder: str | os.PathLike) -> str:
@@ -172,7 +178,7 @@ def embed_shard(job: ShardJob, index: int, first_line: int, texts: list[str], pr
     # one core per process (Dask runs one process per core), and the bytes must not depend on the cores
     with threadpoolctl.threadpool_limits(limits=1, user_api="blas"), threads.alone():
         vectors, cut = embed_texts(loaded_pipeline(job), texts, job.pooling, job.normalize, progress)
-    write_shard(Path(job.folder), index, first_line, texts, vectors, job.keep_text)
+    write_shard(Path(job.folder), index, first_line, texts, vectors, job.keep_text, job.settings_sha256)
     return len(texts), cut
 
 
@@ -184,7 +190,8 @@ def embed_corpus(inputs, output, model=None, pooling: str = "mean", normalize: b
                  overwrite: bool = False, progress: bool = True) -> dict:
     """Embed every line of ``inputs`` (paths, ``.gz`` or ``-`` for stdin) into Parquet shards in folder ``output``.
 
-    Resumes a previous run of the same job; refuses one made with other settings unless ``overwrite``.
+    Resumes a previous run of the same job; refuses one made with other settings unless ``overwrite``, and a
+    second job writing the same folder at the same time.
     ``dask``: ``"local:N"`` (a LocalCluster of N processes on this machine) or a scheduler's address
     (``"tcp://HOST:PORT"``). -> a summary: folder, lines, shards, dimension, and how many shards were resumed.
     """
@@ -206,16 +213,20 @@ def embed_corpus(inputs, output, model=None, pooling: str = "mean", normalize: b
     extract = loaded_pipeline(job)
     described = [describe_input(str(source)) for source in (inputs or ["-"])]
     manifest = job_manifest(job, extract, described, shard_lines)
-    open_output(folder, manifest, overwrite)
-    resumed = len(list(folder.glob("part-*.parquet")))
-    total = None if any(entry["path"] == "-" for entry in described) else sum(e["lines"] for e in described)
-    with tqdm(total=total, unit=" lines", desc="embed", disable=not progress, file=sys.stderr) as bar:
-        todo = unfinished_shards(folder, iter_shards(corpus_lines(described), shard_lines), bar)
-        if dask is None:
-            cut = sum(embed_shard(job, index, first_line, texts, bar.update)[1] for index, first_line, texts in todo)
-        else:
-            cut = run_on_dask(dask, job, todo, bar)
-    finished = close_output(folder, manifest)
+    job = dataclasses.replace(job, settings_sha256=settings_sha256(manifest["settings"]))
+    with writer_lock(folder):
+        open_output(folder, manifest, overwrite)
+        resumed = len(shard_files(folder))
+        total = None if any(entry["path"] == "-" for entry in described) else sum(e["lines"] for e in described)
+        with tqdm(total=total, unit=" lines", desc="embed", disable=not progress, file=sys.stderr) as bar:
+            todo = unfinished_shards(folder, iter_shards(corpus_lines(described), shard_lines), job.settings_sha256,
+                                     bar)
+            if dask is None:
+                cut = sum(embed_shard(job, index, first_line, texts, bar.update)[1]
+                          for index, first_line, texts in todo)
+            else:
+                cut = run_on_dask(dask, job, todo, bar)
+        finished = close_output(folder, manifest)
     warn_cut(cut, finished["lines"], extract.max_length)
     return {"output": str(output), "lines": finished["lines"], "shards": len(finished["shards"]),
             "dim": finished["dim"], "pooling": job.pooling, "resumed_shards": resumed}
@@ -293,14 +304,15 @@ def run_on_dask(spec: str, job: ShardJob, shards, bar) -> int:
 # Small jobs: one .npy array
 # ----------------------------------------------------------------------------------------------------------------
 def embed_to_npy(inputs, output, model=None, pooling: str = "mean", normalize: bool = False, batch_size: int = 8,
-                 progress: bool = True) -> dict:
+                 overwrite: bool = False, progress: bool = True) -> dict:
     """Every line of ``inputs`` -> one [lines, dim] float32 array saved as ``output`` (.npy), written atomically:
-    an existing file is replaced only once the new one is complete. Everything is in memory: for small jobs."""
+    an existing file is replaced (only with ``overwrite``) once the new one is complete. Everything is in memory:
+    for small jobs. An empty input gives a [0, dim] array."""
     from .pipelines import pipeline
 
+    if os.path.lexists(output) and not overwrite:
+        raise FileExistsError(f"{output} already exists: pass --overwrite (overwrite=True) to replace it")
     texts = list(corpus_lines([{"path": str(source)} for source in (inputs or ["-"])]))
-    if not texts:
-        raise ValueError("no lines to embed: the input is empty")
     extract = pipeline("feature-extraction", model=model, batch_size=batch_size)
     with tqdm(total=len(texts), unit=" lines", desc="embed", disable=not progress, file=sys.stderr) as bar:
         vectors, cut = embed_texts(extract, texts, pooling, normalize, bar.update)

@@ -1,58 +1,77 @@
-"""Crash-safe writes: a file or a folder is replaced whole, or not at all.
+"""Crash-safe writes: a file, or the set of files one save writes, is replaced whole or not at all; and a save
+touches nothing else.
 
 A process can die at any instant (Ctrl-C, the OOM killer, ``kill -9``, a power cut). If it dies while writing
 ``model.safetensors`` over a good one, or after the new ``config.json`` but before the new weights, what is left on
 disk loads as neither model, or not at all: the old model is lost. SQLite and huggingface_hub avoid this the same
-way, and so does this module: **write everything somewhere else, then make it appear under the final name in one
-step** that the operating system performs entirely or not at all.
+way, and so does this module: **write everything under other names, then make it appear under the final names in
+a step** that the operating system performs entirely or not at all.
 
-* a file: write ``.NAME.tmp-PID`` beside it, flush it to the disk (``fsync``), then ``os.replace`` it over NAME.
-  A rename within one folder is atomic: readers see the old file or the new one, never a mix.
-* a folder (``save_pretrained``: config, weights, tokenizer files that must match each other): write a whole new
-  folder ``.NAME.tmp-PID`` beside it, carry over (hard links: no copy) the files of the old folder this save did not
-  rewrite, then swap the two folders:
+* a file (``atomic_file``): write ``.NAME.tmp-HOST-PID-THREAD`` beside it, flush it to the disk (``fsync``), then
+  ``os.replace`` it over NAME. A rename within one folder is atomic: readers see the old file or the new one.
+* the files of one save (``atomic_folder``: config, weights, tokenizer files that must match each other). One
+  rename can only move one file, so the save needs a commit point, as a database does:
 
-  - on Linux (``renameat2(RENAME_EXCHANGE)``) and macOS (``renamex_np(RENAME_SWAP)``) the kernel exchanges the two
-    names in one step, so a complete folder is under NAME at every instant;
-  - elsewhere, two renames: NAME -> ``.NAME.old``, then the new folder -> NAME. Between the two, NAME is missing
-    but ``.NAME.old`` is complete: ``readable_folder`` (used when loading) reads it then, and the next save puts
-    it back first.
+  1. the new files are written into a hidden staging folder *inside* the target,
+     ``.minflaubert-save.tmp-HOST-PID-THREAD/``, and flushed to the disk;
+  2. **commit**: the staging folder is renamed ``.minflaubert-save.commit-TIME/`` in one step. Before this
+     rename the save has not happened; after it, it has, even if the process dies the next instant;
+  3. each file is moved from the commit folder over its old version, and the empty commit folder is removed.
 
-  The old folder is deleted last. A model loaded from it keeps working: its memory-mapped weights stay readable
-  until it is closed (an unlinked file lives on while it is mapped).
+  A process killed during step 3 leaves a commit folder: whoever opens the folder next, to load or to save
+  (``readable_folder``, which every loader calls), first finishes those moves. Every reader therefore finds the
+  old files or the new ones. A model loaded earlier keeps working: its memory-mapped weights stay readable after
+  the file is replaced (an unlinked file lives on while it is mapped).
 
-What is not guaranteed: two processes saving into the same folder at the same time (the last swap wins, and the
-other's staging folder may be left behind). Leftover ``.NAME.tmp-PID`` folders of dead processes are removed by the
-next save.
+**Nothing else is touched.** The folder is never replaced, copied or walked: its hidden files (``.git/``,
+``.env``), its other files, subfolders and symlinks stay as they are, a symlinked folder stays a link (the save
+goes into its target), and a process working inside the folder keeps its working directory. A file the save
+writes replaces a symlink of the same name (the link's target is left alone). A save writes ``model.safetensors``,
+which every loader (this one, transformers') reads before a ``pytorch_model.bin`` or a shard index that may sit
+beside it: such files of another format never shadow the new weights, and they are not the save's to delete.
+
+One save at a time per folder: a save holds an exclusive ``flock`` on the folder itself (no lock file is added;
+where the file system cannot lock a folder, NFS or Windows, two simultaneous saves are not serialized). A save
+also removes what saves killed before it left: staging folders and ``.NAME.tmp-HOST-PID-THREAD`` files whose
+process, on this host, no longer runs; nothing else.
 """
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import os
 import shutil
-import sys
+import socket
+import threading
+import time
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
-def staging_path(target: Path) -> Path:
-    """Where a new version of ``target`` is written before it takes its place: a hidden sibling, this process's."""
-    return target.with_name(f".{target.name}.tmp-{os.getpid()}")
+SAVE_PREFIX = ".minflaubert-save."  # the staging and commit folders of a save, inside its target folder
 
 
-def old_path(target: Path) -> Path:
-    """Where the two-rename swap parks the previous folder for a moment."""
-    return target.with_name(f".{target.name}.old")
+def writer_id() -> str:
+    """``HOST-PID-THREAD``: unique to this thread of this process (a Dask task run twice by two threads, or two
+    machines sharing a file system, never write the same temporary file)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{threading.get_ident()}"
+
+
+def temporary_path(path: Path, owner: str = "") -> Path:
+    """Where a new version of ``path`` is written before it takes its place: ``.NAME.tmp-[OWNER-]HOST-PID-THREAD``,
+    a hidden sibling. ``owner`` lets a job recognise its own leftovers (and only those)."""
+    return path.with_name(f".{path.name}.tmp-{owner + '-' if owner else ''}{writer_id()}")
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | os.PathLike):
+def atomic_file(path: str | os.PathLike, owner: str = ""):
     """``with atomic_file("vectors.npy") as tmp: write(tmp)``: on success tmp replaces the file in one step; on any
     error (Ctrl-C included) tmp is deleted and the previous file, if any, is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = staging_path(path)
+    tmp = temporary_path(path, owner)
     try:
         yield tmp
         _fsync(tmp)
@@ -65,59 +84,90 @@ def atomic_file(path: str | os.PathLike):
 
 @contextlib.contextmanager
 def atomic_folder(target: str | os.PathLike):
-    """``with atomic_folder(folder) as staging: write files into staging``: on success the staging folder becomes
-    ``folder`` in one step, with the old folder's other files carried over; on error ``folder`` is untouched."""
-    target = Path(os.path.abspath(target))  # subtle: "." has no name to put a sibling beside
+    """``with atomic_folder(folder) as staging: write files into staging``: on success those files replace their
+    namesakes in ``folder`` all together (see the top of this module); on error ``folder`` is untouched."""
+    target = Path(target)
     if target.exists() and not target.is_dir():
         raise NotADirectoryError(f"{target} is a file: cannot save a folder there")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _recover(target)
-    staging = staging_path(target)
-    shutil.rmtree(staging, ignore_errors=True)  # left by an earlier process that had our pid
-    staging.mkdir()
-    try:
-        yield staging
-        if target.is_dir():
-            _carry_over(target, staging)
-        for file in staging.iterdir():
-            _fsync(file)
-        _fsync_folder(staging)
-        _swap_in(staging, target)
-        _follow_into(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    target.mkdir(parents=True, exist_ok=True)
+    with _save_lock(target):
+        _finish_saves(target)
+        _remove_dead_leftovers(target)
+        staging = target / f"{SAVE_PREFIX}tmp-{writer_id()}"
+        staging.mkdir()
+        try:
+            yield staging
+            for file in _staged_files(staging, target):
+                _fsync(file)
+            _fsync_folder(staging)
+            commit = target / f"{SAVE_PREFIX}commit-{time.time_ns():020d}"
+            os.rename(staging, commit)  # the commit point
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        _fsync_folder(target)
+        _move_in(commit, target)
 
 
 def readable_folder(folder: str | os.PathLike) -> Path:
-    """The folder to read for ``folder``: itself, or during a two-rename swap (or after a crash within one), the
-    complete previous version parked at ``.NAME.old``."""
+    """``folder``, once a save that a crash interrupted after its commit point is finished (loaders call this
+    before reading: the files they find are then all old or all new)."""
     folder = Path(folder)
-    if not folder.exists() and old_path(folder).is_dir():
-        return old_path(folder)
+    if folder.is_dir() and any(folder.glob(f"{SAVE_PREFIX}commit-*")):
+        try:
+            with _save_lock(folder):
+                _finish_saves(folder)
+        except PermissionError as error:
+            raise PermissionError(f"{folder} holds a save that was interrupted after it was complete; finishing "
+                                  f"it needs write permission on the folder ({error})") from None
     return folder
 
 
-def _recover(target: Path) -> None:
-    """Undo what a save killed mid-way left: restore a parked old folder, remove dead processes' staging folders."""
-    if not target.exists() and old_path(target).is_dir():
-        os.rename(old_path(target), target)
-    for leftover in target.parent.glob(f".{target.name}.tmp-*"):
-        pid = leftover.name.rpartition("-")[2]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(leftover, ignore_errors=True)
-    with contextlib.suppress(FileNotFoundError):
-        shutil.rmtree(old_path(target))  # a swap that finished but was killed while deleting the old folder
+def _staged_files(staging: Path, target: Path) -> list[Path]:
+    """The files a save wrote; each must be able to take its place (a folder of that name would be in the way)."""
+    files = sorted(staging.iterdir())
+    for file in files:
+        if not file.is_file():
+            raise ValueError(f"a save writes files only, not {file.name!r}")
+        if (target / file.name).is_dir() and not (target / file.name).is_symlink():
+            raise IsADirectoryError(f"cannot save {file.name} into {target}: a folder of that name is in the way")
+    return files
 
 
-def _follow_into(target: Path) -> None:
-    """If this process works inside ``target`` (``save_pretrained(".")``), move it into the new folder: the old
-    one, where its working directory still is (a directory is followed by identity, not by name), is deleted."""
-    try:
-        os.getcwd()
-        return  # subtle: raises only when the working directory was deleted
-    except FileNotFoundError:
-        os.chdir(target)
+def _finish_saves(target: Path) -> None:
+    """Move in the files of every committed save left in ``target``, oldest first."""
+    for commit in sorted(target.glob(f"{SAVE_PREFIX}commit-*")):  # (their names end with a zero-padded time)
+        _move_in(commit, target)
+
+
+def _move_in(commit: Path, target: Path) -> None:
+    """Step 3: each committed file over its old version, then the empty commit folder goes."""
+    with contextlib.suppress(FileNotFoundError):  # (finished meanwhile by a process that could not lock)
+        for file in sorted(commit.iterdir()):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(file, target / file.name)
+        _fsync_folder(target)
+        commit.rmdir()
+        _fsync_folder(target)
+
+
+def _remove_dead_leftovers(target: Path) -> None:
+    """Staging folders and temporary files of saves killed earlier: only ours (our name patterns), only those of
+    a process of this host that no longer runs."""
+    for leftover in target.glob(".*.tmp-*"):  # (the staging folders' names end so too)
+        if _written_by_dead_process(leftover.name.rpartition(".tmp-")[2]):
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+
+
+def _written_by_dead_process(writer: str) -> bool:
+    """Whether ``writer`` (``HOST-PID-THREAD``, see ``writer_id``) names a process of this host that has ended."""
+    parts = writer.rsplit("-", 2)  # (a host name may hold dashes; a pid and a thread id do not)
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not (parts[1].isdigit() and parts[2].isdigit()):
+        return False
+    return not _alive(int(parts[1]))
 
 
 def _alive(pid: int) -> bool:
@@ -132,64 +182,22 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _carry_over(old: Path, new: Path) -> None:
-    """Give ``new`` the files of ``old`` it does not have (a tokenizer saved beside a model, a README...).
-
-    subtle: hard links, made *after* the new files are written. Linked before, a writer opening config.json "w"
-    would truncate the very inode the old folder still uses: the old model would change under our feet.
-    """
-    for item in old.iterdir():
-        destination = new / item.name
-        if destination.exists() or item.name.startswith("."):
-            continue
-        if item.is_dir():
-            shutil.copytree(item, destination, copy_function=_link_or_copy)
-        else:
-            _link_or_copy(item, destination)
-
-
-def _link_or_copy(source, destination) -> None:
+@contextlib.contextmanager
+def _save_lock(folder: Path):
+    """Hold an exclusive ``flock`` on the folder itself while saving into it (or finishing a save): saves of two
+    processes take turns. Where folders cannot be locked (no fcntl, NFS), go on unlocked."""
     try:
-        os.link(source, destination)
-    except OSError:  # a file system without hard links
-        shutil.copy2(source, destination)
-
-
-def _swap_in(staging: Path, target: Path) -> None:
-    if not target.exists():
-        os.rename(staging, target)
-    elif _exchange(staging, target):
-        shutil.rmtree(staging)  # now holds the old version
-    else:
-        parked = old_path(target)
-        os.rename(target, parked)
-        # (killed here: target is missing, `parked` is complete; readable_folder and the next save know it)
-        os.rename(staging, target)
-        shutil.rmtree(parked)
-    _fsync_folder(target.parent)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths in one atomic step, when the system can: True if done, False if it cannot (then nothing)."""
-    libc = _libc()
-    function = getattr(libc, "renameat2", None) or getattr(libc, "renamex_np", None)
-    if function is None:
-        return False
-    if function.__name__ == "renameat2":
-        at_current_folder, exchange = -100, 2  # AT_FDCWD, RENAME_EXCHANGE (linux/fs.h)
-        result = function(at_current_folder, os.fsencode(a), at_current_folder, os.fsencode(b), exchange)
-    else:
-        result = function(os.fsencode(a), os.fsencode(b), 0x2)  # RENAME_SWAP (macOS sys/stdio.h)
-    return result == 0  # subtle: a file system that cannot exchange (EINVAL) leaves both paths as they were
-
-
-def _libc():
-    if sys.platform not in ("linux", "darwin"):
-        return None
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        descriptor = os.open(folder, os.O_RDONLY)
     except OSError:
-        return None
+        descriptor = None
+    try:
+        if descriptor is not None and fcntl is not None:
+            with contextlib.suppress(OSError):  # a file system without flock on folders
+                fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        if descriptor is not None:
+            os.close(descriptor)  # (closing releases the lock)
 
 
 def _fsync(path: Path) -> None:
@@ -200,11 +208,13 @@ def _fsync(path: Path) -> None:
 
 
 def _fsync_folder(folder: Path) -> None:
-    """Make a rename inside ``folder`` durable (POSIX: fsync the directory; Windows has no such thing)."""
+    """Make a rename inside ``folder`` durable (POSIX: fsync the directory; Windows and some network file systems
+    cannot, and then the rename is as durable as the system makes it)."""
     if os.name != "posix":
         return
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    with contextlib.suppress(OSError):
+        descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)

@@ -131,7 +131,7 @@ def resolve_name(name_or_folder, parts=("model",), *, revision=None, cache_dir=N
         raise ValueError(f"unknown parts {unknown}; choose among {PARTS}")
     from .atomic import readable_folder
 
-    path = readable_folder(Path(name_or_folder).expanduser())  # (a save being swapped in: the complete old one)
+    path = readable_folder(Path(name_or_folder).expanduser())  # (finishing a save a crash interrupted)
     if path.is_dir():
         return path
     if not isinstance(name_or_folder, str):  # a Path names a folder, never a repository

@@ -80,7 +80,9 @@ def _tensor_view(path, name, entry, buffer, data_start) -> np.ndarray:
 
 def load_state_dict(folder: str | os.PathLike) -> dict[str, np.ndarray]:
     """All tensors of a checkpoint folder, whichever file layout it uses."""
-    folder = Path(folder)
+    from .atomic import readable_folder
+
+    folder = readable_folder(folder)  # (a save a crash interrupted after its commit point is finished first)
     if not folder.is_dir():
         raise OSError(f"checkpoint folder not found: {folder}")
     if (folder / SAFETENSORS_NAME).is_file():
@@ -195,10 +197,10 @@ def convert_checkpoint(folder: str | os.PathLike, output: str | os.PathLike | No
     Why convert when ``from_pretrained`` reads ``.bin`` files anyway: a safetensors file is memory-mapped in
     milliseconds and holds no pickle at all, so it is both faster to open and safe to share. The tensors are read
     by ``torch_pickle`` (names, dtypes and values unchanged), written into a new folder beside ``output``, read
-    back with the ``safetensors`` library and compared bit for bit, and only then swapped in with the config and
+    back with the ``safetensors`` library and compared bit for bit, and only then moved in with the config and
     tokenizer files (``atomic.atomic_folder``): a crash or a bad write never leaves a ``model.safetensors`` that
     looks finished, nor one beside the wrong config. ``output`` (default: ``folder``) also gets the config and
-    tokenizer.
+    tokenizer; the ``.bin`` stays (loaders read ``model.safetensors`` first).
     """
     import shutil
 
@@ -219,7 +221,7 @@ def convert_checkpoint(folder: str | os.PathLike, output: str | os.PathLike | No
         if changed:
             raise ValueError(f"conversion check failed: {changed[:5]} differ after writing {target.name}")
         for name in ("config.json", "vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"):
-            if (folder / name).is_file():  # (when output is folder, the swap carries them over anyway)
+            if (folder / name).is_file() and not output.samefile(folder):  # (in place, they are there already)
                 shutil.copy2(folder / name, staging / name)
     return target
 

@@ -252,8 +252,9 @@ class FlaubertPreTrainedModel:
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:
         """Write ``config.json`` and ``model.safetensors`` into ``folder``, crash-safe: the new files are written
-        beside it and swapped in together (``atomic.atomic_folder``), so a process killed at any instant leaves the
-        old model or the new one, never a mix. The folder's other files (a tokenizer, a README) are kept."""
+        under hidden names and moved in together (``atomic.atomic_folder``), so a process killed at any instant
+        leaves the old model or the new one, never a mix. The folder's other files (a tokenizer, a README, .git)
+        are not touched."""
         config = FlaubertConfig.from_dict({**self.config.to_dict(), "architectures": [type(self).__name__]})
         with atomic_folder(folder) as staging:
             config.save_pretrained(staging)

@@ -113,7 +113,7 @@ class FlaubertTokenizer:
 
     def save_pretrained(self, folder: str | os.PathLike) -> tuple[str, str, str]:
         """Write ``vocab.json``, ``merges.txt`` and ``tokenizer_config.json`` into ``folder`` (created if needed),
-        crash-safe: the three are swapped in together (``atomic.atomic_folder``); the folder's other files stay."""
+        crash-safe: the three are moved in together (``atomic.atomic_folder``); the folder's other files stay."""
         from ..checkpoints.atomic import atomic_folder
 
         with atomic_folder(folder) as staging:
