@@ -93,11 +93,13 @@ def test_the_limits_hold_the_published_architectures():
     FlaubertConfig(**{name: LIMITS[name] for name in ("n_layers", "emb_dim", "vocab_size")}, n_heads=16)
 
 
-_NUM_LABELS_IN_PYTHON = """
-from minflaubert import FlaubertConfig
+_SIZES_IN_PYTHON = """
+from minflaubert import FlaubertConfig, FlaubertModel
 config = FlaubertConfig(vocab_size=10, emb_dim=8, n_layers=1, n_heads=2)
+changed = FlaubertConfig(vocab_size=10, emb_dim=8, n_layers=1, n_heads=2)
+changed.n_layers = 1_000_000  # (a field set after the config was made)
 for attempt in (lambda: setattr(config, "num_labels", 10**9), lambda: config.updated(num_labels=10**9),
-                lambda: FlaubertConfig.from_dict({"num_labels": 10**9})):
+                lambda: FlaubertConfig.from_dict({"num_labels": 10**9}), lambda: FlaubertModel(changed)):
     try:
         attempt()
     except ValueError as error:
@@ -105,12 +107,14 @@ for attempt in (lambda: setattr(config, "num_labels", 10**9), lambda: config.upd
 """
 
 
-def test_num_labels_beyond_the_limit_is_refused_in_python_too():
-    """Through the API as well (in a child under the memory ceiling: before, each built a billion labels)."""
-    done = subprocess.run([sys.executable, "-c", _NUM_LABELS_IN_PYTHON], capture_output=True, text=True,
+def test_absurd_sizes_are_refused_in_python_too():
+    """Through the API as well (in a child under the memory ceiling: before, each built a billion labels or a
+    million layers' names)."""
+    done = subprocess.run([sys.executable, "-c", _SIZES_IN_PYTHON], capture_output=True, text=True,
                           cwd=REPO, timeout=30, preexec_fn=_cap_memory)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.splitlines() == ["num_labels must be <= 1000000 (minflaubert's limit), got 1000000000"] * 3
+    assert done.stdout.splitlines() == ["num_labels must be <= 1000000 (minflaubert's limit), got 1000000000"] * 3 + [
+        "n_layers must be <= 1024 (minflaubert's limit), got 1000000"]
 
 
 # ---------------------------------------------------------------------------------------------- finding 9

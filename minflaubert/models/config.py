@@ -326,6 +326,8 @@ def check_is_flaubert(config: dict, source) -> None:
     """
     model_type = config.get("model_type")
     architectures = config.get("architectures") or []
+    if not isinstance(architectures, list):
+        raise TypeError(f"{source}: architectures must be a list of class names, got {architectures!r}")
     others = [name for name in architectures if not str(name).startswith("Flaubert")]
     if model_type not in (None, "flaubert") or others:
         raise ValueError(f"{source} describes a {model_type or 'non-FlauBERT'} model "

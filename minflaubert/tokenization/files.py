@@ -36,12 +36,13 @@ TOKENIZER_SETTINGS = ("do_lowercase", "model_max_length", "clean_up_tokenization
 
 
 def read_vocab(path: str | os.PathLike) -> dict[str, int]:
-    """``vocab.json`` as the ``{token: id}`` dict it holds; every id must be an integer >= 0."""
+    """``vocab.json`` as the ``{token: id}`` dict it holds; every id must be an integer in [0, 2**31) (ids travel
+    as NumPy integers)."""
     vocab = _read_json_object(path, "vocab_file", "{token: id}")
     for token, token_id in vocab.items():
-        if isinstance(token_id, bool) or not isinstance(token_id, int) or token_id < 0:
+        if isinstance(token_id, bool) or not isinstance(token_id, int) or not 0 <= token_id < 2**31:
             raise ValueError(f"vocab_file: {os.fspath(path)!r} gives token {token!r} the id {token_id!r}, "
-                             "not an integer >= 0")
+                             "not an integer in [0, 2**31)")
     return vocab
 
 
