@@ -12,10 +12,12 @@ import builtins
 import json
 import os
 import pickle
+import re
 import struct
 import subprocess
 import sys
 import zipfile
+import zlib
 from collections import OrderedDict
 
 import numpy as np
@@ -24,7 +26,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import FIXTURES, REPO
-from minflaubert.checkpoints.torch_pickle import UnsafeCheckpointError, load_torch_bin
+from minflaubert.checkpoints.torch_pickle import MAX_EXPANSION, UnsafeCheckpointError, load_torch_bin
 
 TINY = FIXTURES / "tiny_state_dict.bin"
 
@@ -50,7 +52,10 @@ def _unicode(text: str) -> bytes:
 
 
 def _int(value: int) -> bytes:
-    return b"J" + struct.pack("<i", value)  # BININT
+    if -(2**31) <= value < 2**31:
+        return b"J" + struct.pack("<i", value)  # BININT
+    raw = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
+    return b"\x8a" + bytes([len(raw)]) + raw  # LONG1: what pickle writes for a larger int
 
 
 def _tuple(items) -> bytes:
@@ -59,13 +64,14 @@ def _tuple(items) -> bytes:
 
 def _tensor_pickle(tensors: dict) -> bytes:
     """The pickle torch writes for ``{name: tensor}``, from ``{name: (storage_class, key, numel, offset, size,
-    stride)}``: each value is ``_rebuild_tensor_v2(PERSID(('storage', torch.<class>, key, 'cpu', numel)), offset,
-    size, stride, False, {})``."""
+    stride[, "neg"])}``: each value is ``_rebuild_tensor_v2(PERSID(('storage', torch.<class>, key, 'cpu', numel)),
+    offset, size, stride, False, {}[, {"neg": True}])`` (the last: torch's lazy "negative view" bit)."""
     body = b""
-    for name, (storage_class, key, numel, offset, size, stride) in tensors.items():
+    for name, (storage_class, key, numel, offset, size, stride, *negative) in tensors.items():
         storage_id = _tuple([_unicode("storage"), b"ctorch\n%s\n" % storage_class.encode(), _unicode(key),
                              _unicode("cpu"), _int(numel)])
         arguments = storage_id + b"Q" + _int(offset) + _tuple(map(_int, size)) + _tuple(map(_int, stride)) + b"\x89}"
+        arguments += b"}" + _unicode("neg") + b"\x88s" if negative else b""  # EMPTY_DICT, key, NEWTRUE, SETITEM
         body += _unicode(name) + b"ctorch._utils\n_rebuild_tensor_v2\n(" + arguments + b"tR"
     return b"\x80\x02}(" + body + b"u."  # PROTO 2, EMPTY_DICT, MARK, key/value pairs, SETITEMS, STOP
 
@@ -215,6 +221,129 @@ def test_truncated_storage_data_is_reported(tmp_path):
     path.write_bytes(path.read_bytes()[: data_start + 40])
     with pytest.raises(ValueError):
         load_torch_bin(path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hostile files cost what they weigh (issue 29, finding 7): tiny files that declare gigabytes are refused before
+# anything is inflated, allocated or written. The bombs run under a memory ceiling in a child process.
+# ---------------------------------------------------------------------------------------------------------------
+_GIB = 1 << 30
+_CRC_OF_A_GIB_OF_ZEROS = 0x5B64C2B0  # zlib.crc32(bytes(2**30)), written out: computing it takes seconds
+
+
+def _deflated_zeros(n_bytes: int) -> bytes:
+    """A raw deflate stream of ``n_bytes`` zero bytes (a multiple of 16 MiB) in a fraction of a second: one block
+    compressed once and repeated (a full flush makes each copy independent of the one before), then an end block."""
+    block = 1 << 24
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    chunk = compressor.compress(bytes(block)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    return chunk * (n_bytes // block) + zlib.compressobj(9, zlib.DEFLATED, -15).flush()
+
+
+def _set_member_fields(path, member: str, crc: int, file_size: int) -> None:
+    """Mark ``member`` (written stored, holding raw deflate bytes) as deflated, with this CRC and inflated size,
+    in both its local header and its central-directory entry, as a zip tool writing a bomb would."""
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        local = zf.getinfo(member).header_offset
+    central = data.index(b"PK\x01\x02", data.index(member.encode()) - 46)  # its central entry (name at +46)
+    while data[central + 46 : central + 46 + len(member)] != member.encode():
+        central = data.index(b"PK\x01\x02", central + 1)
+    struct.pack_into("<H", data, local + 8, zipfile.ZIP_DEFLATED)
+    struct.pack_into("<L", data, local + 14, crc)
+    struct.pack_into("<L", data, local + 22, file_size)
+    struct.pack_into("<H", data, central + 10, zipfile.ZIP_DEFLATED)
+    struct.pack_into("<L", data, central + 16, crc)
+    struct.pack_into("<L", data, central + 24, file_size)
+    path.write_bytes(bytes(data))
+
+
+def _compressed_bomb(path, numel: int, file_size: int = _GIB, crc: int = _CRC_OF_A_GIB_OF_ZEROS):
+    """A 1 MB .bin whose one storage record inflates to 1 GiB of zeros; the pickle declares ``numel`` floats."""
+    _write_torch_zip(path, _tensor_pickle({"w": ("FloatStorage", "0", numel, 0, (numel,), (1,))}),
+                     {"0": _deflated_zeros(_GIB)})
+    _set_member_fields(path, "archive/data/0", crc, file_size)
+    return path
+
+
+_UNDER_A_CEILING = """
+import resource, sys
+ceiling = int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_AS, (ceiling, ceiling))  # address space: a MemoryError past it, never a swap
+from minflaubert.checkpoints.torch_pickle import load_torch_bin
+try:
+    state = load_torch_bin(sys.argv[1])
+except ValueError as error:
+    print("refused:", error)
+else:
+    print("loaded", {name: array.shape for name, array in state.items()})
+"""
+
+
+def _load_under_a_ceiling(path, ceiling=768 << 20) -> str:
+    """load_torch_bin(path) in a child whose address space is capped: its one-line verdict (or its traceback)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+           "OPENBLAS_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", _UNDER_A_CEILING, str(path), str(ceiling)], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_the_compressed_bomb_is_what_it_claims(tmp_path):
+    """Control for the bombs below: the file is a valid zip of about 1 MB whose record inflates to 1 GiB."""
+    path = _compressed_bomb(tmp_path / "bomb.bin", numel=1)
+    assert path.stat().st_size < 1.1e6
+    with zipfile.ZipFile(path) as zf:
+        assert zf.testzip() is None  # (every CRC checks out: zipfile inflated the whole GiB to verify it)
+        assert zf.getinfo("archive/data/0").file_size == _GIB
+
+
+@pytest.mark.parametrize("numel, file_size, message", [
+    (_GIB // 4, _GIB, r"tensors declare 1073741824 bytes, more than 4 times the file's \d+ bytes; the largest, "
+                      r"tensor 'w', a view of shape \(268435456,\)"),
+    (1, _GIB, r"record archive/data/0 is compressed and says it inflates to 1073741824 bytes, more than 4 times"),
+    (1, 4, r"tensor 'w': .*record archive/data/0 is corrupt"),  # a directory that lies: inflated 4 bytes at most
+], ids=["declared", "record-inflates", "record-lies-about-its-size"])
+def test_a_compressed_record_never_inflates_past_the_budget(tmp_path, numel, file_size, message):
+    """The issue's 1 MB file inflating to 1 GiB (2 GB peak before): refused before inflating, under 768 MB."""
+    verdict = _load_under_a_ceiling(_compressed_bomb(tmp_path / "bomb.bin", numel, file_size))
+    assert verdict.startswith(f"refused: {tmp_path / 'bomb.bin'}") and re.search(message, verdict), verdict
+
+
+def _stride_zero_bin(path, numel: int, negative: bool = False):
+    """A file of a few hundred bytes: one float, and a tensor of ``numel`` elements that all view it."""
+    tensor = ("FloatStorage", "0", 1, 0, (numel,), (0,)) + (("neg",) if negative else ())
+    return _write_torch_zip(path, _tensor_pickle({"w": tensor}), {"0": np.ones(1, "<f4").tobytes()})
+
+
+def test_a_huge_view_of_a_tiny_storage_is_refused(tmp_path):
+    """The issue's 602-byte file: a negative (10**12,) view of one float made NumPy allocate 3.6 TiB."""
+    path = _stride_zero_bin(tmp_path / "view.bin", 10**12, negative=True)
+    assert path.stat().st_size < 700
+    verdict = _load_under_a_ceiling(path)
+    assert verdict.startswith(f"refused: {path}: its tensors declare 4000000000000 bytes"), verdict
+    assert "tensor 'w', a view of shape (1000000000000,)" in verdict
+
+
+def test_convert_does_not_blow_a_tiny_file_up(tmp_path):
+    """The issue's 585-byte .bin that convert turned into a 300 MB safetensors file: one line, nothing written."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    _stride_zero_bin(folder / "pytorch_model.bin", 75_000_000)
+    done = subprocess.run([sys.executable, "-m", "minflaubert", "convert", str(folder), "--quiet"],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith("minflaubert convert: error: ") and len(done.stderr.splitlines()) == 1
+    assert "its tensors declare 300000000 bytes, more than 4 times" in done.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["pytorch_model.bin"]
+
+
+def test_a_real_checkpoint_is_well_within_the_budget():
+    """Tied weights are two views of one storage: the fixture declares more than its storages hold, and loads."""
+    state = load_torch_bin(TINY)
+    declared = sum(array.nbytes for array in state.values())
+    assert declared < TINY.stat().st_size * MAX_EXPANSION
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import contextlib
 import gzip
 import hashlib
 import sys
+import zlib
 from typing import Iterator
 
 
@@ -26,12 +27,22 @@ class Tally:
 
 @contextlib.contextmanager
 def open_binary(source: str):
-    """The bytes of a file, of a gzip file (``.gz``), or of stdin (``-``, left open afterwards)."""
+    """The bytes of a file, of a gzip file (``.gz``), or of stdin (``-``, left open afterwards).
+
+    A damaged ``.gz`` is a ValueError naming the file, whenever reading finds the damage: gzip itself raises
+    ``EOFError`` (cut short), ``BadGzipFile`` or ``zlib.error`` with no file name.
+    """
     if source == "-":
         yield sys.stdin.buffer
+    elif str(source).endswith(".gz"):
+        with gzip.open(source, "rb") as stream:
+            try:
+                yield stream
+            except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+                reason = "it is cut short" if isinstance(error, EOFError) else error
+                raise ValueError(f"{source} is not a valid gzip file: {reason}") from None
     else:
-        opener = gzip.open if str(source).endswith(".gz") else open
-        with opener(source, "rb") as stream:
+        with open(source, "rb") as stream:
             yield stream
 
 

@@ -269,10 +269,9 @@ class _Hub:
 
 def _shards(index_path: Path) -> list[str]:
     """The shard files a ``*.index.json`` lists in its ``weight_map``."""
-    try:
-        return sorted(set(json.loads(index_path.read_text(encoding="utf-8"))["weight_map"].values()))
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
-        raise ValueError(f"{index_path} is not a valid shard index: {error}") from None
+    from .weights import read_weight_map
+
+    return sorted(set(read_weight_map(index_path).values()))
 
 
 def _silent_tqdm():

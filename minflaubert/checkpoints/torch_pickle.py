@@ -36,11 +36,22 @@ Memory
 A storage stored uncompressed is not copied: the file is memory-mapped once and each storage is a slice of it, so
 the returned arrays are read-only views into the file (the OS pages weights in as they are used). Conversions make
 copies: bfloat16 (NumPy has no such type) becomes float32, big-endian data is swapped to native order.
+
+A hostile file costs what it weighs
+===================================
+A few hundred bytes of pickle can *declare* terabytes: a view of shape (10**12,) with stride 0 over a one-element
+storage, or a deflated record that inflates a thousandfold. Each would cost nothing until something copies it (a
+"negative" bit, a conversion to safetensors, a cast to float32). So the tensors are first unpickled as recipes
+(:class:`_TensorRecipe`: storage, offset, size, stride), their geometry is checked, and the bytes they declare are
+added up, every view counted in full, **before any storage is read**: at most :data:`MAX_EXPANSION` times the
+file's size (a real checkpoint declares about 1.4 times: tied weights are two views of one storage). A compressed
+record (torch writes none, but reads them) may inflate to that much at most, and is read in bounded steps.
 """
 from __future__ import annotations
 
 import collections
 import io
+import math
 import os
 import pickle
 import pickletools
@@ -53,7 +64,11 @@ from functools import cached_property
 
 import numpy as np
 
-__all__ = ["UnsafeCheckpointError", "load_torch_bin"]
+__all__ = ["MAX_EXPANSION", "UnsafeCheckpointError", "load_torch_bin"]
+
+# The tensors of a checkpoint may declare at most this many bytes per byte of the file (see "A hostile file costs
+# what it weighs" above).
+MAX_EXPANSION = 4
 
 
 class UnsafeCheckpointError(ValueError):
@@ -64,13 +79,16 @@ def load_torch_bin(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read a ``torch.save``-d state dict as ``{name: array}``, names exactly as in the file.
 
     Raises :class:`UnsafeCheckpointError` if the pickle names anything but tensor-rebuilding globals,
-    ``ValueError`` if the file is not a (complete, consistent) torch zip checkpoint, ``OSError`` if it cannot be read.
+    ``ValueError`` if the file is not a (complete, consistent) torch zip checkpoint or declares more than
+    :data:`MAX_EXPANSION` times its size in tensors, ``OSError`` if it cannot be read.
     """
     path = os.fspath(path)
     with _open_zip(path) as zip_file:
         archive = _TorchArchive(path, zip_file)
-        state = _unpickle_state(archive.record(archive.prefix + "data.pkl"), archive)
-    return _checked_state_dict(state)
+        recipes = _checked_state_dict(_unpickle_state(archive.record(archive.prefix + "data.pkl"), archive))
+        declared = {name: _for_tensor(path, name, recipe.check) for name, recipe in recipes.items()}
+        _check_declared_bytes(declared, recipes, archive)
+        return {name: _for_tensor(path, name, recipe.build) for name, recipe in recipes.items()}
 
 
 class _Sealed:
@@ -197,14 +215,25 @@ class _TorchArchive:
             raise ValueError(f"{self.path}: unknown byte order {byteorder[:20]!r} in {name}")
         return byteorder.decode()
 
+    @cached_property
+    def budget(self) -> int:
+        """The most bytes this file's tensors, or any of its records inflated, may take: MAX_EXPANSION x its size."""
+        return MAX_EXPANSION * os.path.getsize(self.path)
+
     def record(self, name: str) -> bytes:
-        """A member's whole content, read (and CRC-checked) by zipfile."""
-        compression = self.zip.getinfo(name).compress_type
-        if compression not in _READABLE_COMPRESSIONS:
-            raise ValueError(f"{self.path}: record {name} uses zip compression method {compression}, "
+        """A member's whole content, read (and CRC-checked) by zipfile; a compressed one inflates within budget."""
+        info = self.zip.getinfo(name)
+        if info.compress_type not in _READABLE_COMPRESSIONS:
+            raise ValueError(f"{self.path}: record {name} uses zip compression method {info.compress_type}, "
                              "not stored or deflated (corrupt file?)")
+        if info.compress_type != zipfile.ZIP_STORED and info.file_size > self.budget:
+            raise ValueError(f"{self.path}: record {name} is compressed and says it inflates to {info.file_size} "
+                             f"bytes, more than {MAX_EXPANSION} times the file's size (a zip bomb?)")
         try:
-            return self.zip.read(name)
+            # subtle: read(size), not read(): zipfile then inflates in steps of at most `size` bytes and stops
+            # there, where read() inflates up to 1 GiB per step whatever size the zip directory claims.
+            with self.zip.open(info) as member:
+                return member.read(info.file_size)
         except _ZIP_DAMAGE as err:
             raise ValueError(f"{self.path}: record {name} is corrupt: {err}") from err
 
@@ -220,7 +249,10 @@ class _TorchArchive:
         if info.compress_type == zipfile.ZIP_STORED and not info.flag_bits & 0x1:  # uncompressed, not encrypted
             start = self._data_offset(info)
             return self._file_map[start : start + nbytes]
-        return np.frombuffer(self.record(name), np.uint8)[:nbytes]
+        raw = np.frombuffer(self.record(name), np.uint8)[:nbytes]
+        if len(raw) < nbytes:  # (a deflate stream that ends early, under a CRC that matches what it holds)
+            raise ValueError(f"{self.path}: record {name} inflates to {len(raw)} bytes, the pickle needs {nbytes}")
+        return raw
 
     @cached_property
     def _file_map(self) -> np.ndarray:
@@ -268,7 +300,8 @@ _MAX_INDEX = 2**63 - 1  # NumPy shapes and strides are C int64
 
 
 def _checked_geometry(numel: int, offset, size, stride) -> tuple[int, tuple, tuple]:
-    """Validate a tensor's (offset, size, stride) against its storage's length; return them for ``as_strided``."""
+    """Validate a tensor's (offset, size, stride) against its storage's declared length (checked against the
+    record when it is read); return them for ``as_strided``."""
     if not (isinstance(size, tuple) and isinstance(stride, tuple) and len(size) == len(stride)):
         raise ValueError(f"tensor size {reprlib.repr(size)} and stride {reprlib.repr(stride)} do not match")
     if not all(isinstance(n, int) and 0 <= n <= _MAX_INDEX for n in (offset, *size, *stride)):
@@ -284,12 +317,27 @@ def _checked_geometry(numel: int, offset, size, stride) -> tuple[int, tuple, tup
     return offset, size, stride
 
 
-def _strided_view(storage: _Storage, offset, size, stride) -> np.ndarray:
-    """The tensor as a read-only NumPy view of its storage's elements."""
-    if not isinstance(storage, _Storage):
-        raise ValueError(f"tensor rebuilt from {type(storage).__name__}, not from a storage")
-    elements = storage.elements
-    offset, size, stride = _checked_geometry(len(elements), offset, size, stride)
+class _TensorRecipe(_Sealed):
+    """What a rebuild call in the pickle stands for: a tensor not read yet, checked (``check``) before it is built."""
+
+    def __init__(self, storage, offset, size, stride, metadata=None):
+        if not isinstance(storage, _Storage):
+            raise ValueError(f"tensor rebuilt from {type(storage).__name__}, not from a storage")
+        self.storage, self.geometry, self.metadata = storage, (offset, size, stride), metadata
+
+    def check(self) -> int:
+        """Check the geometry against the storage's declared length -> the bytes the tensor declares, every
+        element counted (Python ints: no overflow). Reads nothing."""
+        self.geometry = _checked_geometry(self.storage.numel, *self.geometry)
+        return math.prod(self.geometry[1]) * np.dtype(self.storage.storage_type.numpy_code).itemsize
+
+    def build(self) -> np.ndarray:
+        """Read the storage and return the tensor (a read-only view unless its metadata asks for a copy)."""
+        return _apply_metadata(_strided_view(self.storage.elements, *self.geometry), self.metadata)
+
+
+def _strided_view(elements: np.ndarray, offset: int, size: tuple, stride: tuple) -> np.ndarray:
+    """The tensor as a read-only NumPy view of its storage's elements (geometry already checked)."""
     if 0 in size:
         return np.empty(size, elements.dtype)
     # subtle: as_strided trusts its arguments and would read outside the buffer; _checked_geometry made them safe.
@@ -312,17 +360,17 @@ def _apply_metadata(array: np.ndarray, metadata) -> np.ndarray:
 
 def _rebuild_tensor(storage, storage_offset, size, stride):
     """Stand-in for ``torch._utils._rebuild_tensor`` (the pre-1.3 recipe)."""
-    return _strided_view(storage, storage_offset, size, stride)
+    return _TensorRecipe(storage, storage_offset, size, stride)
 
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks, metadata=None):
     """Stand-in for ``torch._utils._rebuild_tensor_v2``; autograd fields (requires_grad, hooks) mean nothing here."""
-    return _apply_metadata(_strided_view(storage, storage_offset, size, stride), metadata)
+    return _TensorRecipe(storage, storage_offset, size, stride, metadata)
 
 
 def _rebuild_parameter(data, requires_grad, backward_hooks, state=None):
     """Stand-in for ``torch._utils._rebuild_parameter[_with_state]``: an ``nn.Parameter`` is just its tensor."""
-    if not isinstance(data, np.ndarray):
+    if not isinstance(data, _TensorRecipe):
         raise ValueError(f"parameter rebuilt from {type(data).__name__}, not from a tensor")
     return data
 
@@ -409,12 +457,30 @@ def _unpickle_state(data: bytes, archive: _TorchArchive):
         raise ValueError(f"{archive.path}: data.pkl is corrupt: {type(err).__name__}: {err}") from err
 
 
-def _checked_state_dict(state) -> dict[str, np.ndarray]:
+def _checked_state_dict(state) -> dict[str, _TensorRecipe]:
     """The unpickled object must be a flat ``{str: tensor}`` dict, i.e. a ``state_dict()``."""
     if not isinstance(state, dict):
         raise ValueError(f"the checkpoint holds a {type(state).__name__}, not a state dict of tensors")
     for name, value in state.items():
-        if not isinstance(name, str) or not isinstance(value, np.ndarray):
+        if not isinstance(name, str) or not isinstance(value, _TensorRecipe):
             raise ValueError(f"the checkpoint is not a state dict of tensors: entry {reprlib.repr(name)} "
                              f"is a {type(value).__name__}")
     return dict(state)
+
+
+def _check_declared_bytes(declared: dict[str, int], recipes: dict[str, _TensorRecipe], archive) -> None:
+    """Refuse a file whose tensors declare more bytes than its budget, before a single storage is read."""
+    if sum(declared.values()) > archive.budget:
+        largest = max(declared, key=declared.get)
+        raise ValueError(f"{archive.path}: its tensors declare {sum(declared.values())} bytes, more than "
+                         f"{MAX_EXPANSION} times the file's {archive.budget // MAX_EXPANSION} bytes; the largest, "
+                         f"tensor {largest!r}, a view of shape {reprlib.repr(recipes[largest].geometry[1])}, "
+                         f"declares {declared[largest]} (a hostile file?)")
+
+
+def _for_tensor(path: str, name: str, step):
+    """Run one tensor's ``check`` or ``build``; a ValueError then names the file and the tensor."""
+    try:
+        return step()
+    except ValueError as err:
+        raise ValueError(f"{path}: tensor {name!r}: {str(err).removeprefix(path + ': ')}") from err

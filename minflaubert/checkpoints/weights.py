@@ -4,7 +4,9 @@ A checkpoint folder written by transformers' ``save_pretrained`` holds ``config.
 
 * ``model.safetensors``: an 8-byte little-endian header length, a JSON header mapping each tensor name to its
   dtype, shape and byte range, then the raw bytes. We memory-map the file and hand out NumPy views into it, so
-  loading copies nothing and only the pages a forward pass touches are ever read.
+  loading copies nothing and only the pages a forward pass touches are ever read. The header is checked as
+  strictly as the ``safetensors`` library checks it (``_check_layout``), so that a file means the same tensors here
+  as in every other tool.
 * ``model.safetensors.index.json`` + shards: the index's ``weight_map`` says which shard holds which tensor.
 * ``pytorch_model.bin``: a zip of pickles, read without torch by ``torch_pickle.py``.
 
@@ -21,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .json_files import parse_json, read_json_object
+
 SAFETENSORS_NAME = "model.safetensors"
 SAFETENSORS_INDEX_NAME = "model.safetensors.index.json"
 TORCH_BIN_NAME = "pytorch_model.bin"
@@ -30,6 +34,7 @@ _DTYPES = {
     "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16,  # bf16 is widened below
     "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
 }
+MAX_HEADER_BYTES = 100_000_000  # the safetensors library's limit: a larger header is refused, not read
 
 
 # ------------------------------------------------------------------------------------------------ reading
@@ -42,23 +47,34 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
         if len(prefix) < 8:
             raise ValueError(f"{path} is not a safetensors file: too short")
         header_len = int.from_bytes(prefix, "little")
+        if header_len > MAX_HEADER_BYTES:
+            raise ValueError(f"{path}: safetensors header too large ({header_len} bytes; the format allows "
+                             f"{MAX_HEADER_BYTES})")
         if header_len > size - 8:
             raise ValueError(f"{path} is truncated or not a safetensors file (header of {header_len} bytes)")
-        try:
-            header = json.loads(file.read(header_len))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:  # (deeply nested [[[...)
-            raise ValueError(f"{path} has a corrupt safetensors header: {error}") from None
+        header = parse_json(file.read(header_len), f"{path}: its safetensors header")
     if not isinstance(header, dict):
-        raise ValueError(f"{path} has a corrupt safetensors header: not a JSON object")
-    header.pop("__metadata__", None)
+        raise ValueError(f"{path}: corrupt safetensors header: not a JSON object")
+    _check_metadata(path, header.pop("__metadata__", None))
+    entries = {name: _checked_entry(path, name, entry) for name, entry in header.items()}
     data_start = 8 + header_len
+    _check_layout(path, entries, size - data_start)
     buffer = np.memmap(path, dtype=np.uint8, mode="r") if size > data_start else np.zeros(0, np.uint8)
-    return {name: _tensor_view(path, name, entry, buffer, data_start) for name, entry in header.items()}
+    return {name: _tensor_view(buffer, data_start, *entry) for name, entry in entries.items()}
 
 
-def _tensor_view(path, name, entry, buffer, data_start) -> np.ndarray:
-    # Every field is checked before NumPy sees it: a corrupt header must give a ValueError, never an overflow,
-    # a wrapped-around byte count or a view of the wrong bytes.
+def _check_metadata(path, metadata) -> None:
+    """``__metadata__`` is absent, null, or an object of strings (``{"format": "pt"}``), as the library requires."""
+    if metadata is not None and not (isinstance(metadata, dict)
+                                     and all(isinstance(value, str) for value in metadata.values())):
+        raise ValueError(f"{path}: corrupt safetensors header: __metadata__ must map names to strings, got "
+                         f"{metadata!r}"[:500])
+
+
+def _checked_entry(path, name, entry) -> tuple[str, list[int], int, int]:
+    """A header entry -> (dtype name, shape, first byte, end byte), every field checked before NumPy sees it:
+    a corrupt header must give a ValueError, never an overflow, a wrapped-around byte count or a view of the
+    wrong bytes."""
     def is_count(n):
         return isinstance(n, int) and not isinstance(n, bool) and n >= 0
 
@@ -68,11 +84,37 @@ def _tensor_view(path, name, entry, buffer, data_start) -> np.ndarray:
             or len(shape) > 32 or not all(map(is_count, shape))
             or not isinstance(offsets, list) or len(offsets) != 2 or not all(map(is_count, offsets))):
         raise ValueError(f"{path}: tensor {name!r} has a malformed header entry {entry!r}"[:500])
-    dtype, (begin, end) = _DTYPES[dtype_name], offsets
-    n_bytes = math.prod(shape) * np.dtype(dtype).itemsize  # Python ints: no overflow
-    if end - begin != n_bytes or data_start + end > buffer.size:
-        raise ValueError(f"{path}: tensor {name!r} (shape {shape}, bytes {begin}..{end}) does not fit the file")
-    array = buffer[data_start + begin:data_start + end].view(dtype).reshape(shape)
+    begin, end = offsets
+    n_bytes = math.prod(shape) * np.dtype(_DTYPES[dtype_name]).itemsize  # Python ints: no overflow
+    if end - begin != n_bytes:
+        raise ValueError(f"{path}: tensor {name!r} (shape {shape}, bytes {begin}..{end}) does not fit the file: "
+                         f"a {dtype_name} tensor of that shape takes {n_bytes} bytes")
+    return dtype_name, shape, begin, end
+
+
+def _check_layout(path, entries: dict, data_bytes: int) -> None:
+    """The tensors' byte ranges must tile the data exactly: sorted by offset, each starts where the one before
+    ends, the first at 0, the last at the end of the file. The ``safetensors`` library refuses any other file.
+
+    Why be as strict: overlapping tensors would let one byte be two weights, and a hole or bytes after the last
+    tensor are data that no tool shows, so one file could hold different models for different readers.
+    """
+    end_so_far = 0
+    for name, (_, _, begin, end) in sorted(entries.items(), key=lambda item: item[1][2:]):
+        if begin != end_so_far:
+            what = "overlaps the tensor before it" if begin < end_so_far else "leaves a hole after the one before it"
+            raise ValueError(f"{path}: invalid offset for tensor {name!r}: its bytes start at {begin} where the "
+                             f"tensors before it end at {end_so_far} (it {what})")
+        end_so_far = end
+    if end_so_far != data_bytes:
+        problem = "bytes after the last tensor" if end_so_far < data_bytes else "the file is truncated"
+        raise ValueError(f"{path}: the tensors do not fit the file: they cover {end_so_far} bytes of data, the file "
+                         f"holds {data_bytes} ({problem})")
+
+
+def _tensor_view(buffer, data_start, dtype_name, shape, begin, end) -> np.ndarray:
+    """A checked tensor as a read-only view into the memory map (bfloat16 widened to a float32 copy)."""
+    array = buffer[data_start + begin:data_start + end].view(_DTYPES[dtype_name]).reshape(shape)
     if dtype_name == "BF16":  # bfloat16 is the top half of a float32
         array = (array.astype(np.uint32) << 16).view(np.float32)
     return array
@@ -107,14 +149,23 @@ def read_torch_checkpoint(folder: Path) -> dict[str, np.ndarray] | None:
     return None
 
 
+def read_weight_map(index_path: Path) -> dict[str, str]:
+    """A shard index's ``weight_map``, ``{tensor name: shard file name}``, checked: ValueError naming the file."""
+    weight_map = read_json_object(index_path).get("weight_map")
+    if not isinstance(weight_map, dict):
+        raise ValueError(f"{index_path} is not a valid shard index: its weight_map must be an object "
+                         f"{{tensor name: shard file}}, got {weight_map!r}"[:500])
+    for name, shard in weight_map.items():
+        if not isinstance(shard, str):
+            raise ValueError(f"{index_path} is not a valid shard index: weight_map gives tensor {name!r} the shard "
+                             f"{shard!r}, not a file name"[:500])
+    return weight_map
+
+
 def _read_sharded(index_path: Path, read) -> dict[str, np.ndarray]:
-    try:
-        weight_map = json.loads(index_path.read_text(encoding="utf-8"))["weight_map"]
-        shards = sorted(set(weight_map.values()))
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
-        raise ValueError(f"{index_path} is not a valid shard index: {error}") from None
+    weight_map = read_weight_map(index_path)
     state = {}
-    for shard in shards:
+    for shard in sorted(set(weight_map.values())):
         shard_path = index_path.parent / shard
         if Path(shard).name != shard or not shard_path.is_file():
             raise OSError(f"{index_path} lists shard {shard!r}, which is not a file in {index_path.parent}")

@@ -4,6 +4,9 @@ The field names and defaults are those of ``transformers.FlaubertConfig`` so tha
 ``save_pretrained`` (any version, the published checkpoints included) reads back unchanged. Older files spell a few
 fields differently (``n_layer``, ``pad_index``...) and carry training-only keys (``amp``, ``bptt``...): ``from_dict``
 accepts the spellings and ignores what a forward pass never needs.
+
+Every size is checked against :data:`LIMITS` before anything is built from it: a ``config.json`` comes from anywhere,
+and its numbers decide how many weights are named and how large the arrays drawn for missing ones are.
 """
 from __future__ import annotations
 
@@ -15,10 +18,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..checkpoints.hub import check_keywords
+from ..checkpoints.json_files import read_json_object
 
 CONFIG_NAME = "config.json"
 SUMMARY_TYPES = ("first", "last", "mean", "cls_index", "attn")
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+
+# The largest value each size may take: far above every published FlauBERT (flaubert_large: 24 layers of 1,024,
+# 16 heads, 68,729 tokens, 512 positions) and the largest transformer encoders, and low enough that a hostile
+# config.json (n_layers: 1000000, num_labels: 10**9) is refused at once instead of filling the memory.
+LIMITS = {
+    "n_layers": 1_024,
+    "emb_dim": 65_536,
+    "n_heads": 1_024,
+    "vocab_size": 16_777_216,  # 2**24
+    "max_position_embeddings": 1_048_576,  # 2**20
+    "n_langs": 1_024,
+    "num_labels": 1_000_000,  # also the size of id2label
+    "start_n_top": 1_024,
+    "end_n_top": 1_024,
+}
 
 # Other spellings of a field that some config.json files use -> our field name.
 ALIASES = {
@@ -116,7 +135,7 @@ class FlaubertConfig:
     @num_labels.setter
     def num_labels(self, n: int) -> None:
         """A new label count names the labels afresh (``LABEL_0``, ``LABEL_1``...); the same count keeps them."""
-        _check_int("num_labels", n, minimum=1)
+        _check_int("num_labels", n, minimum=1, maximum=LIMITS["num_labels"])
         if n != self.num_labels:
             self.id2label = {i: f"LABEL_{i}" for i in range(n)}
 
@@ -136,11 +155,11 @@ class FlaubertConfig:
         return self.n_langs > 1 and self.use_lang_emb
 
     def validate(self) -> None:
-        """Raise ValueError / TypeError naming the field for any value a model can't be built from."""
-        for name in ("vocab_size", "emb_dim", "n_layers", "n_heads", "max_position_embeddings", "n_langs"):
-            _check_int(name, getattr(self, name), minimum=1)
-        for name in ("start_n_top", "end_n_top"):
-            _check_int(name, getattr(self, name), minimum=1)
+        """Raise ValueError / TypeError naming the field for any value a model can't be built from, or any size
+        beyond :data:`LIMITS`."""
+        for name in ("vocab_size", "emb_dim", "n_layers", "n_heads", "max_position_embeddings", "n_langs",
+                     "start_n_top", "end_n_top"):
+            _check_int(name, getattr(self, name), minimum=1, maximum=LIMITS[name])
         for name in ("bos_index", "eos_index", "pad_index", "unk_index", "mask_index"):
             _check_int(name, getattr(self, name), minimum=0)
             if getattr(self, name) >= self.vocab_size:
@@ -173,6 +192,9 @@ class FlaubertConfig:
             raise ValueError(f"problem_type must be None or one of {PROBLEM_TYPES}, got {self.problem_type!r}")
         if not self.id2label:
             raise ValueError("id2label must name at least one label (num_labels >= 1)")
+        if len(self.id2label) > LIMITS["num_labels"]:
+            raise ValueError(f"id2label names {len(self.id2label)} labels, more than the {LIMITS['num_labels']} "
+                             "allowed")
         if sorted(self.id2label) != list(range(len(self.id2label))):
             raise ValueError(f"id2label keys must be the label ids 0..{len(self.id2label) - 1}, "
                              f"got {sorted(self.id2label)}")
@@ -201,7 +223,8 @@ class FlaubertConfig:
             if value is None and fields[name].default is not None:
                 continue  # an explicit null means "the default"
             kwargs[name] = value
-        if "id2label" not in kwargs and isinstance(config.get("num_labels"), int):
+        if "id2label" not in kwargs and config.get("num_labels") is not None:
+            _check_int("num_labels", config["num_labels"], minimum=1, maximum=LIMITS["num_labels"])  # before building
             kwargs["id2label"] = {i: f"LABEL_{i}" for i in range(config["num_labels"])}
         if isinstance(kwargs.get("eos_index"), list):  # transformers allows a list of eos ids
             if not kwargs["eos_index"]:
@@ -236,13 +259,13 @@ class FlaubertConfig:
             path = resolve_name(pretrained_model_name_or_path, "config", **hub_options) / CONFIG_NAME
         if not path.is_file():
             raise OSError(f"no {CONFIG_NAME} at {path}: expected a folder written by save_pretrained")
+        config = read_json_object(path)
+        check_is_flaubert(config, path)
         try:
-            config = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ValueError(f"{path} is not valid JSON: {error}") from None
-        if isinstance(config, dict):  # (from_dict says what is wrong with anything else)
-            check_is_flaubert(config, path)
-        return cls.from_dict(config).updated(**overrides)
+            config = cls.from_dict(config)
+        except (TypeError, ValueError) as error:  # (say which file the field is wrong in)
+            raise type(error)(f"{path}: {error}") from None
+        return config.updated(**overrides)
 
     def updated(self, **overrides) -> FlaubertConfig:
         """A copy with some fields changed, checked like a config.json: transformers' keyword overrides.
@@ -263,7 +286,7 @@ class FlaubertConfig:
                 raise TypeError(f"label2id must be a dict {{name: id}}, got {label2id!r}")
             id2label = {i: label for label, i in label2id.items()}
         if num_labels is not None:
-            _check_int("num_labels", num_labels, minimum=1)
+            _check_int("num_labels", num_labels, minimum=1, maximum=LIMITS["num_labels"])
             if id2label is None and num_labels != self.num_labels:
                 id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
             elif id2label is not None and len(id2label) != num_labels:
@@ -303,6 +326,8 @@ def check_is_flaubert(config: dict, source) -> None:
     """
     model_type = config.get("model_type")
     architectures = config.get("architectures") or []
+    if not isinstance(architectures, list):
+        raise TypeError(f"{source}: architectures must be a list of class names, got {architectures!r}")
     others = [name for name in architectures if not str(name).startswith("Flaubert")]
     if model_type not in (None, "flaubert") or others:
         raise ValueError(f"{source} describes a {model_type or 'non-FlauBERT'} model "
@@ -310,11 +335,14 @@ def check_is_flaubert(config: dict, source) -> None:
                          "minflaubert runs FlauBERT only (load this one with transformers)")
 
 
-def _check_int(name: str, value, minimum: int) -> None:
+def _check_int(name: str, value, minimum: int, maximum: int | None = None) -> None:
+    """An int (not a bool, not a float) in [minimum, maximum], or a TypeError/ValueError naming the field."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum} (minflaubert's limit), got {value}")
 
 
 def _check_number(name: str, value, positive: bool = False, at_most: float | None = None) -> None:

@@ -158,6 +158,7 @@ class FlaubertPreTrainedModel:
                  path: str = "fast"):
         if not isinstance(config, FlaubertConfig):
             raise TypeError(f"config must be a FlaubertConfig, got {type(config).__name__}")
+        config.validate()  # (again: a field set after the config was made could ask for a million layers)
         self.config = config
         shapes = self.expected_shapes(config)
         weights = weights or {}

@@ -15,9 +15,11 @@ readers below check what they read and name the file in their errors.
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Sequence
 
+from ..checkpoints.json_files import read_json_object
 from .batching import VERY_LARGE_INTEGER
 
 SPECIAL_TOKENS = {  # role -> token, as transformers' FlaubertTokenizer has them
@@ -34,14 +36,27 @@ TOKENIZER_SETTINGS = ("do_lowercase", "model_max_length", "clean_up_tokenization
 
 
 def read_vocab(path: str | os.PathLike) -> dict[str, int]:
-    """``vocab.json`` as the ``{token: id}`` dict it holds."""
-    return _read_json_object(path, "vocab_file", "{token: id}")
+    """``vocab.json`` as the ``{token: id}`` dict it holds; every id must be an integer in [0, 2**31) (ids travel
+    as NumPy integers)."""
+    vocab = _read_json_object(path, "vocab_file", "{token: id}")
+    for token, token_id in vocab.items():
+        if isinstance(token_id, bool) or not isinstance(token_id, int) or not 0 <= token_id < 2**31:
+            raise ValueError(f"vocab_file: {os.fspath(path)!r} gives token {token!r} the id {token_id!r}, "
+                             "not an integer in [0, 2**31)")
+    return vocab
 
 
 def read_merges(path: str | os.PathLike) -> list[tuple[str, str]]:
     """``merges.txt`` as a list of ``(left, right)`` pairs, earliest learned first (a ``#version`` line is skipped)."""
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().split("\n")[:-1]  # subtle: like transformers, the last line is dropped (it is the "")
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ValueError(f"merges_file: {os.fspath(path)!r} is not valid UTF-8 (line {line}, byte "
+                         f"{data[error.start:error.start + 1]!r})") from None
+    lines = text.split("\n")[:-1]  # subtle: like transformers, the last line is dropped (it is the "")
     return [tuple(line.split()[:2]) for line in lines if not line.startswith("#version")]
 
 
@@ -61,9 +76,19 @@ def read_tokenizer_settings(folder: str) -> dict:
                          "runs FlauBERT only (load this one with transformers)")
     return {
         "do_lowercase": bool(config.get("do_lowercase", False) or config.get("do_lower_case", False)),
-        "model_max_length": config.get("model_max_length", VERY_LARGE_INTEGER),
+        "model_max_length": checked_max_length(config.get("model_max_length", VERY_LARGE_INTEGER), config_file),
         "clean_up_tokenization_spaces": config.get("clean_up_tokenization_spaces", False),
     }
+
+
+def checked_max_length(value, source: str) -> int:
+    """``model_max_length`` as an int: an integer >= 1, or a whole float (old files write ``1e30``), never
+    ``true``, a string, or a number too large for a float (``1e400`` reads as infinity)."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{source}: model_max_length must be an integer >= 1, got {value!r}")
+    return value
 
 
 def write_tokenizer_files(folder: str | os.PathLike, vocab: dict[str, int], merges: Sequence[tuple[str, str]],
@@ -93,11 +118,4 @@ def write_tokenizer_files(folder: str | os.PathLike, vocab: dict[str, int], merg
 
 def _read_json_object(path, argument: str, what: str) -> dict:
     """Read a JSON file that must hold an object; a ValueError naming ``argument`` and the path otherwise."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            value = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{argument}: {os.fspath(path)!r} is not valid UTF-8 JSON ({error})") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{argument}: {os.fspath(path)!r} must hold a JSON object {what}")
-    return value
+    return read_json_object(path, f"{argument}: {os.fspath(path)!r}", what)
