@@ -445,7 +445,7 @@ def test_read_embeddings_refuses_a_hostile_manifest(tmp_path, extra):
     def with_shard(**changes):
         return {**good, "shards": [{**good["shards"][0], **changes}, good["shards"][1]]}
     cases = [
-        ([good], r"_manifest.json is not a valid manifest: a JSON object is expected, not a list"),
+        ([good], r"_manifest.json must hold a JSON object \(a corpus job.s manifest\), not a list"),
         ({key: value for key, value in good.items() if key != "shards"}, r"field 'shards' must be a list, got None"),
         ({**good, "lines": "20"}, r"field 'lines' must be a whole number >= 0, got '20'"),
         ({**good, "dim": True}, r"field 'dim' must be a whole number >= 1, got True"),

@@ -27,6 +27,7 @@ from typing import Iterator
 import numpy as np
 
 from ..checkpoints.atomic import atomic_file
+from ..checkpoints.json_files import read_json_object
 
 try:
     import fcntl
@@ -167,12 +168,7 @@ def read_manifest(folder: Path) -> dict | None:
     path = folder / MANIFEST
     if not path.is_file():
         return None
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
-        raise ValueError(f"{path} is not a valid manifest: {error}") from None
-    if not isinstance(manifest, dict):
-        raise ValueError(f"{path} is not a valid manifest: a JSON object is expected, not a {type(manifest).__name__}")
+    manifest = read_json_object(path, holds="(a corpus job's manifest)")
     if manifest.get("format") != FORMAT:
         raise ValueError(f"{path} is not a {FORMAT} manifest (format {manifest.get('format')!r})")
     if not isinstance(manifest.get("settings"), dict):
