@@ -118,3 +118,14 @@ def test_label2id_is_always_id2label_reversed():
     config = FlaubertConfig(label2id={"NEG": 0, "POS": 1, "NEU": 2})
     assert config.id2label == {0: "NEG", 1: "POS", 2: "NEU"} and config.label2id == {"NEG": 0, "POS": 1, "NEU": 2}
     assert FlaubertConfig(id2label={"0": "A", "1": "B"}).label2id == {"A": 0, "B": 1}
+
+
+@pytest.mark.parametrize("name", ["dtype", "chunk_size_feed_forward", "transformers_version", "num_lables"])
+def test_names_a_config_does_not_take_are_type_errors(name, transformers):
+    """A deliberate difference: transformers' FlaubertConfig stores any keyword (a misspelt one becomes an unused
+    attribute); here it is a TypeError suggesting the closest name. dtype, chunk_size_feed_forward and
+    transformers_version are torch's or the library's settings: we always compute in float32, the feed-forward
+    layer whole, and the version is not the user's to set."""
+    assert getattr(transformers.FlaubertConfig(**{name: 4}), name) is not None  # taken there
+    with pytest.raises(TypeError, match=f"unexpected keyword argument '{name}'"):
+        FlaubertConfig(**{name: 4})

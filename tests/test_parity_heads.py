@@ -247,6 +247,8 @@ def test_num_parameters_and_embeddings_equal_transformers(class_name, config, tr
 def test_tiny_lm_counts_its_tied_table_once():
     model = minflaubert.FlaubertWithLMHeadModel.from_pretrained(FIXTURES / "tiny-lm")
     assert model.num_parameters() == 41_578  # 55,210 when the projection was counted beside the embeddings
+    with pytest.raises(TypeError, match="only_trainable"):  # a difference: nothing trains here
+        model.num_parameters(only_trainable=True)
 
 
 @pytest.mark.parametrize("config", ["plain", "untied"])
