@@ -299,8 +299,8 @@ class FlaubertPreTrainedModel:
         self.config.updated(vocab_size=n_rows)  # raises, naming the field, before anything changes
         vocabulary_weights, rng = self.vocabulary_weights(), np.random.default_rng(seed)
         for name, std in vocabulary_weights.items():
-            fresh = not mean_resizing or std is None  # (None: always zeros)
-            self.weights[name] = resized(self.weights[name], n_rows, not fresh, std or 0.0, rng)
+            around_mean = mean_resizing and std is not None  # (std None: zeros, always)
+            self.weights[name] = resized(self.weights[name], n_rows, around_mean, std or 0.0, rng)
         self.config.vocab_size = n_rows
         self.setup()
         return self.get_input_embeddings()
