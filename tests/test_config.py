@@ -61,3 +61,71 @@ def test_written_config_reads_back_in_transformers(tmp_path, transformers):
     assert (theirs.emb_dim, theirs.n_layers, theirs.n_heads, theirs.pre_norm, theirs.n_langs, theirs.num_labels,
             theirs.pad_token_id) == (32, 2, 4, True, 3, 3, 2)
     assert FlaubertConfig.from_pretrained(tmp_path) == ours
+
+
+# ------------------------------------------------------------------------ the config API transformers users touch
+def test_every_alias_of_transformers_attribute_map_reads_and_writes(transformers):
+    """Each (alias, field) pair of transformers' FlaubertConfig.attribute_map works both ways here too."""
+    for alias, name in transformers.FlaubertConfig.attribute_map.items():
+        ours, theirs = FlaubertConfig(), transformers.FlaubertConfig()
+        assert getattr(ours, alias) == getattr(theirs, alias) == getattr(ours, name), alias
+        for written, read in ((alias, name), (name, alias)):
+            setattr(ours, written, 7)
+            setattr(theirs, written, 7)
+            assert getattr(ours, read) == getattr(theirs, read) == 7, f"{written} -> {read}"
+
+
+def test_aliases_are_accepted_by_the_constructor(transformers):
+    values = dict(hidden_size=64, num_attention_heads=8, num_hidden_layers=3, n_words=120, pad_token_id=4,
+                  bos_token_id=5, eos_token_id=6)
+    ours, theirs = FlaubertConfig(**values), transformers.FlaubertConfig(**values)
+    for name in (*values, "emb_dim", "n_heads", "n_layers", "vocab_size", "pad_index", "bos_index", "eos_index"):
+        assert getattr(ours, name) == getattr(theirs, name), name
+    with pytest.raises(TypeError, match="got emb_dim twice: as hidden_size and as emb_dim"):
+        FlaubertConfig(hidden_size=64, emb_dim=32)
+
+
+@pytest.mark.parametrize("values", [{}, {"num_labels": 4}, {"return_dict": False},
+                                    {"id2label": {"0": "NEG", "1": "POS"}, "label2id": {"NEG": 0, "POS": 1}}])
+def test_generic_attributes_equal_transformers(transformers, values):
+    ours, theirs = FlaubertConfig(**values), transformers.FlaubertConfig(**values)
+    for name in ("num_labels", "id2label", "label2id", "bos_token_id", "eos_token_id", "pad_token_id", "return_dict",
+                 "model_type", "is_encoder_decoder"):
+        assert getattr(ours, name) == getattr(theirs, name), name
+    assert ours.use_return_dict == ours.return_dict
+    mine, reference = ours.to_dict(), theirs.to_dict()
+    assert mine["id2label"] == reference["id2label"] and all(isinstance(k, int) for k in mine["id2label"])
+    assert mine["label2id"] == reference["label2id"]
+
+
+def test_to_json_string_agrees_with_transformers(transformers):
+    values = dict(emb_dim=64, n_heads=4, num_labels=3, pre_norm=True, return_dict=False)
+    ours, theirs = FlaubertConfig(**values), transformers.FlaubertConfig(**values)
+    full, reference = json.loads(ours.to_json_string(use_diff=False)), json.loads(theirs.to_json_string(False))
+    shared = set(full) & set(reference)
+    assert shared >= {"emb_dim", "n_heads", "id2label", "label2id", "pre_norm", "return_dict", "model_type",
+                      "pad_token_id", "bos_token_id", "eos_token_id", "vocab_size", "is_encoder_decoder"}
+    assert {name: full[name] for name in shared} == {name: reference[name] for name in shared}
+    diff, reference_diff = json.loads(ours.to_json_string()), json.loads(theirs.to_json_string())
+    assert set(diff) == {"emb_dim", "n_heads", "id2label", "label2id", "pre_norm", "return_dict", "model_type"}
+    assert all(reference_diff[name] == value for name, value in diff.items())
+    assert ours.to_json_string().endswith("}\n")
+
+
+def test_label2id_is_always_id2label_reversed():
+    """A deliberate difference: transformers 5.23's FlaubertConfig(label2id=...) keeps id2label at LABEL_0, LABEL_1,
+    and FlaubertConfig(id2label=...) leaves label2id None; here each always is the other reversed."""
+    config = FlaubertConfig(label2id={"NEG": 0, "POS": 1, "NEU": 2})
+    assert config.id2label == {0: "NEG", 1: "POS", 2: "NEU"} and config.label2id == {"NEG": 0, "POS": 1, "NEU": 2}
+    assert FlaubertConfig(id2label={"0": "A", "1": "B"}).label2id == {"A": 0, "B": 1}
+
+
+@pytest.mark.parametrize("name", ["dtype", "chunk_size_feed_forward", "transformers_version", "num_lables"])
+def test_names_a_config_does_not_take_are_type_errors(name, transformers):
+    """A deliberate difference: transformers' FlaubertConfig stores any keyword (a misspelt one becomes an unused
+    attribute); here it is a TypeError suggesting the closest name. dtype, chunk_size_feed_forward and
+    transformers_version are torch's or the library's settings: we always compute in float32, the feed-forward
+    layer whole, and the version is not the user's to set."""
+    assert getattr(transformers.FlaubertConfig(**{name: 4}), name) is not None  # taken there
+    with pytest.raises(TypeError, match=f"unexpected keyword argument '{name}'"):
+        FlaubertConfig(**{name: 4})

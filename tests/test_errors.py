@@ -155,6 +155,20 @@ def test_both_input_ids_and_inputs_embeds(model):
         model(IDS, inputs_embeds=np.zeros((2, 4, 16), np.float32))
 
 
+@pytest.mark.parametrize("class_name", ["FlaubertModel", "FlaubertWithLMHeadModel", "FlaubertForSequenceClassification",
+                                        "FlaubertForTokenClassification", "FlaubertForQuestionAnsweringSimple",
+                                        "FlaubertForQuestionAnswering", "FlaubertForMultipleChoice"])
+def test_head_mask_is_refused(class_name):
+    """transformers 5.23 takes head_mask (and any other name) in **kwargs and ignores it: an answer that looks
+    masked and is not. Here it is a TypeError, as is any keyword a forward does not know."""
+    import minflaubert
+
+    model = getattr(minflaubert, class_name)(FlaubertConfig(**TINY))
+    for name in ("head_mask", "use_cache"):
+        with pytest.raises(TypeError, match=f"unexpected keyword argument '{name}'"):
+            model(IDS, **{name: None})
+
+
 def test_inputs_embeds_of_the_wrong_width(model):
     with pytest.raises(ValueError, match="inputs_embeds must have width emb_dim=16, got 15"):
         model(inputs_embeds=np.zeros((2, 4, 15), np.float32))

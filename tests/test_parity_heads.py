@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import minflaubert
-from conftest import compare_outputs, flatten_output
+from conftest import FIXTURES, compare_outputs, flatten_output
 from minflaubert.models.config import FlaubertConfig
 from minflaubert.models.heads import sequence_summary
 from test_heads import TOP_K, assert_equal_up_to_ties
@@ -200,3 +200,168 @@ def test_head_from_bare_encoder_checkpoint(class_name, transformers, tmp_path):
     output = model(**inputs, output_hidden_states=True)
     for i, state in enumerate(output.hidden_states):
         compare_outputs({"h": state}, {"h": reference[f"hidden_states.{i}"]}, f"{class_name} from bare encoder")
+
+
+# ------------------------------------------------------------------ the model API transformers users touch (issue 30)
+ALL_CLASSES = ["FlaubertModel", *HEADS]
+API_CONFIGS = {"plain": {}, "untied": dict(tie_word_embeddings=False), "three languages": dict(n_langs=3),
+               "asm": dict(asm=True, asm_cutoffs=[20, 50], asm_div_value=4.0)}
+
+
+def saved_pair(class_name, config, folder):
+    """A transformers model saved to ``folder`` and ours loaded from it."""
+    from reference import build_model
+
+    theirs = build_model(class_name, {**TINY, **config})
+    theirs.save_pretrained(str(folder))
+    return theirs, getattr(minflaubert, class_name).from_pretrained(folder)
+
+
+@pytest.mark.parametrize("class_name, config", [(name, config) for name in ALL_CLASSES for config in API_CONFIGS
+                                                 if config != "asm" or name == "FlaubertWithLMHeadModel"])
+def test_num_parameters_and_embeddings_equal_transformers(class_name, config, transformers, tmp_path):
+    """num_parameters counts a tied table once (the LM head used to count it twice), with and without embeddings;
+    get_input_embeddings / get_output_embeddings give transformers' weights, as read-only NumPy arrays."""
+    theirs, ours_model = saved_pair(class_name, API_CONFIGS[config], tmp_path)
+    assert ours_model.num_parameters() == theirs.num_parameters()
+    assert ours_model.num_parameters(exclude_embeddings=True) == theirs.num_parameters(exclude_embeddings=True)
+    assert ours_model.eval() is ours_model
+    mine, reference = ours_model.get_input_embeddings(), theirs.get_input_embeddings()
+    np.testing.assert_array_equal(mine.weight, reference.weight.detach().numpy())
+    assert (mine.num_embeddings, mine.embedding_dim, mine.padding_idx) == \
+        (reference.num_embeddings, reference.embedding_dim, reference.padding_idx)
+    with pytest.raises(ValueError, match="read-only"):
+        mine.weight[0, 0] = 1.0
+    output = ours_model.get_output_embeddings()
+    if class_name != "FlaubertWithLMHeadModel" or config == "asm":  # asm: a difference (no single projection)
+        assert output is None
+        assert (theirs.get_output_embeddings() is None) == (config != "asm")
+        return
+    reference = theirs.get_output_embeddings()
+    np.testing.assert_array_equal(output.weight, reference.weight.detach().numpy())
+    np.testing.assert_array_equal(output.bias, reference.bias.detach().numpy())
+    assert (output.in_features, output.out_features) == (reference.in_features, reference.out_features)
+    assert np.shares_memory(output.weight, mine.weight) == (config != "untied")  # tied: one table
+
+
+def test_tiny_lm_counts_its_tied_table_once():
+    model = minflaubert.FlaubertWithLMHeadModel.from_pretrained(FIXTURES / "tiny-lm")
+    assert model.num_parameters() == 41_578  # 55,210 when the projection was counted beside the embeddings
+    with pytest.raises(TypeError, match="only_trainable"):  # a difference: nothing trains here
+        model.num_parameters(only_trainable=True)
+
+
+@pytest.mark.parametrize("config", ["plain", "untied"])
+@pytest.mark.parametrize("class_name", ["FlaubertModel", "FlaubertWithLMHeadModel"])
+@pytest.mark.parametrize("resize", [dict(new_num_tokens=105), dict(new_num_tokens=103, pad_to_multiple_of=8),
+                                    dict(new_num_tokens=60)])
+def test_resize_token_embeddings_equals_transformers(class_name, config, resize, torch, transformers, tmp_path):
+    """Mean resizing (transformers' default): new rows are the old rows' mean plus a noise of 1e-9 times their
+    covariance (~3e-5 of their spread: random on both sides, but under the tolerance in the tables), a tied
+    projection follows (its bias grows by zeros), config.vocab_size changes. The forward pass is compared on the
+    ids both vocabularies share; test_resize_to_the_mean_equals_transformers runs the new ids."""
+    theirs, ours_model = saved_pair(class_name, API_CONFIGS[config], tmp_path)
+    expected, got = theirs.resize_token_embeddings(**resize), ours_model.resize_token_embeddings(**resize)
+    assert got.num_embeddings == expected.num_embeddings == ours_model.config.vocab_size == theirs.config.vocab_size
+    compare_outputs({"table": got.weight}, {"table": expected.weight.detach().numpy()}, f"resize {class_name}")
+    if class_name == "FlaubertWithLMHeadModel":
+        mine, reference = ours_model.get_output_embeddings(), theirs.get_output_embeddings()
+        compare_outputs({"weight": mine.weight, "bias": mine.bias}, {"weight": reference.weight.detach().numpy(),
+                        "bias": reference.bias.detach().numpy()}, f"resize {class_name} {config} projection")
+        tied = ours_model.weights["pred_layer.proj.weight"] is ours_model.weights["embeddings.weight"]
+        assert tied == (config == "plain")
+    ids = PADDED % min(99, got.num_embeddings)
+    compare_forward(torch, theirs, ours_model, ids, f"resize {class_name} {config}")
+
+
+def compare_forward(torch, theirs, ours_model, ids, case):
+    """The logits (or last hidden state) of both models on ``ids`` [batch, seq], padding masked."""
+    mask = (ids != 2).astype(np.int64)
+    with torch.no_grad():
+        reference = theirs(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask))
+    output = ours_model(input_ids=ids, attention_mask=mask)
+    field = "logits" if "logits" in output else "last_hidden_state"
+    compare_outputs({field: output[field]}, {field: reference[field].numpy()}, case)
+
+
+@pytest.mark.parametrize("config", ["plain", "untied"])
+@pytest.mark.parametrize("class_name", ["FlaubertModel", "FlaubertWithLMHeadModel"])
+def test_resize_to_the_mean_equals_transformers(class_name, config, torch, transformers, tmp_path):
+    """With fewer old rows (16) than dimensions (32), their covariance is not positive definite: both libraries
+    then add exactly the mean, so the forward pass on the new ids compares within the tolerance too."""
+    theirs, ours_model = saved_pair(class_name, {**API_CONFIGS[config], "vocab_size": 16}, tmp_path)
+    theirs.resize_token_embeddings(24)
+    ours_model.resize_token_embeddings(24)
+    ids = np.array([[0, 5, 16, 23, 17, 1], [0, 20, 8, 2, 2, 2]])
+    compare_forward(torch, theirs, ours_model, ids, f"resize to the mean {class_name} {config}")
+    if class_name == "FlaubertWithLMHeadModel":
+        assert np.isfinite(ours_model(input_ids=ids, labels=ids).loss)  # (transformers' loss keeps 16 words)
+
+
+@pytest.mark.parametrize("config", ["plain", "untied"])
+def test_resize_without_mean_resizing_draws_as_transformers(config, transformers, tmp_path):
+    """mean_resizing=False: new table rows ~ N(0, embed_init_std), an untied projection's ~ N(0, init_std), new
+    biases 0; the old rows are kept."""
+    theirs, ours_model = saved_pair("FlaubertWithLMHeadModel", {**API_CONFIGS[config], "embed_init_std": 0.3},
+                                    tmp_path)
+    old = ours_model.get_output_embeddings()
+    theirs.resize_token_embeddings(4099, mean_resizing=False)
+    ours_model.resize_token_embeddings(4099, mean_resizing=False)
+    mine, reference = ours_model.get_output_embeddings(), theirs.get_output_embeddings()
+    np.testing.assert_array_equal(mine.weight[:99], old.weight)
+    np.testing.assert_array_equal(mine.bias[99:], reference.bias.detach().numpy()[99:])  # zeros
+    for ours_rows, their_rows in [(mine.weight[99:], reference.weight.detach().numpy()[99:]),
+                                  (ours_model.get_input_embeddings().weight[99:],
+                                   theirs.get_input_embeddings().weight.detach().numpy()[99:])]:
+        assert abs(ours_rows.mean()) < 0.01 and abs(their_rows.mean()) < 0.01
+        assert ours_rows.std() == pytest.approx(their_rows.std(), rel=0.05)
+
+
+def test_resize_refusals():
+    model = minflaubert.FlaubertWithLMHeadModel.from_pretrained(FIXTURES / "tiny-lm")
+    with pytest.raises(ValueError, match="pad_index=2 must be < vocab_size=2"):
+        model.resize_token_embeddings(2)
+    with pytest.raises(ValueError, match="new_num_tokens must be a positive integer"):
+        model.resize_token_embeddings(0)
+    assert model.config.vocab_size == 426 and model.resize_token_embeddings().num_embeddings == 426
+    asm = minflaubert.FlaubertWithLMHeadModel(FlaubertConfig(**TINY, asm=True, asm_cutoffs=[20, 50]))
+    with pytest.raises(ValueError, match="adaptive softmax .* cannot be resized"):
+        asm.resize_token_embeddings(120)
+
+
+@pytest.mark.parametrize("case", TUPLE_CASES)
+def test_config_return_dict_false_gives_tuples(case, torch, transformers, tmp_path):
+    """from_pretrained(..., return_dict=False), or config.return_dict = False after loading: tuples, as in
+    transformers (its documentation: "if return_dict=False is passed or when config.return_dict=False")."""
+    class_name, config_changes, inputs = CASES[case]
+    theirs, _ = saved_pair(class_name, config_changes, tmp_path)
+    theirs.config.return_dict = False
+    with torch.no_grad():
+        expected = theirs(**{name: torch.tensor(value) for name, value in inputs.items()})
+    loaded = getattr(minflaubert, class_name).from_pretrained(tmp_path, return_dict=False)
+    changed = getattr(minflaubert, class_name).from_pretrained(tmp_path)
+    changed.config.return_dict = False
+    for model in (loaded, changed):
+        got = model(**inputs)
+        assert isinstance(got, tuple) and len(got) == len(expected)
+        for mine, reference in zip(got, expected):
+            compare_outputs({"x": np.asarray(mine)}, {"x": reference.numpy()}, f"{case} (config.return_dict)")
+    assert not isinstance(changed(**inputs, return_dict=True), tuple)
+
+
+@pytest.mark.parametrize("class_name", ALL_CLASSES)
+def test_cache_position_is_accepted_and_changes_nothing(class_name, transformers, tmp_path):
+    """transformers 5.23 takes cache_position in every forward's **kwargs and, for this encoder, reads it nowhere;
+    so it is accepted here too (checked, then unused): the outputs equal transformers' with it."""
+    from reference import make_case
+
+    inputs = dict(input_ids=MC_IDS, attention_mask=MC_MASK) if class_name == "FlaubertForMultipleChoice" else BASE
+    seq_len = inputs["input_ids"].shape[-1]
+    with_position = dict(inputs, cache_position=np.arange(seq_len))
+    reference = make_case(tmp_path, class_name, TINY, with_position, {"output_hidden_states": True})
+    model = getattr(minflaubert, class_name).from_pretrained(tmp_path)
+    output = flatten_output(model(**with_position, output_hidden_states=True))
+    compare_outputs(output, reference, f"{class_name} cache_position", skip=TOP_K)
+    assert output.keys() == flatten_output(model(**inputs, output_hidden_states=True)).keys()
+    with pytest.raises(ValueError, match=f"cache_position has {seq_len + 1} positions for a sequence of {seq_len}"):
+        model(**inputs, cache_position=np.arange(seq_len + 1))

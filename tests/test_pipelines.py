@@ -80,7 +80,7 @@ def test_batches_are_sorted_by_length_and_answers_stay_in_order():
     vectors = extract(texts)
     lengths = [len(extract.tokenizer(t)["input_ids"]) for t in texts]
     assert seen == [sorted(lengths)[:2], sorted(lengths)[2:]]  # the two short texts together, then the long ones
-    assert [len(v) for v in vectors] == lengths
+    assert [len(v[0]) for v in vectors] == lengths  # each text: [1, tokens, dim], as transformers
 
 
 def test_every_task_is_registered():
@@ -168,19 +168,23 @@ def test_fill_mask_equals_transformers(transformers, shared_data, tmp_path):
 def test_feature_extraction_equals_the_encoder_text_by_text():
     extract = pipeline("feature-extraction", FIXTURES / "tiny-model", batch_size=3)
     model = extract.model
-    tokens, means, firsts = extract(TEXTS), extract(TEXTS, pooling="mean"), extract(TEXTS, pooling="first")
+    tokens, means = extract(TEXTS, return_tensors=True), extract(TEXTS, pooling="mean", return_tensors=True)
+    firsts = extract(TEXTS, pooling="first", return_tensors=True)
     for text, vectors, mean, first in zip(TEXTS, tokens, means, firsts):
-        alone = model(input_ids=extract.tokenizer(text, return_tensors="np")["input_ids"]).last_hidden_state[0]
-        np.testing.assert_allclose(vectors, alone, atol=2e-5)  # padding in a batch changes nothing
-        np.testing.assert_allclose(mean, alone.mean(axis=0), atol=2e-5)
-        np.testing.assert_allclose(first, alone[0], atol=2e-5)
-    assert extract("Paris", pooling="mean").shape == (model.config.emb_dim,)
+        alone = model(input_ids=extract.tokenizer(text, return_tensors="np")["input_ids"]).last_hidden_state
+        np.testing.assert_allclose(vectors, alone, atol=2e-5)  # [1, tokens, dim]; padding in a batch changes nothing
+        np.testing.assert_allclose(mean, alone[0].mean(axis=0), atol=2e-5)
+        np.testing.assert_allclose(first, alone[0, 0], atol=2e-5)
+    assert extract("Paris", pooling="mean", return_tensors=True).shape == (model.config.emb_dim,)
+    assert extract("Paris", pooling="mean") == means[1].tolist()  # without return_tensors: lists
 
 
 def test_max_pooling_and_normalize():
     extract = pipeline("feature-extraction", FIXTURES / "tiny-model", batch_size=3)
-    for vectors, largest, unit in zip(extract(TEXTS), extract(TEXTS, pooling="max"),
-                                      extract(TEXTS, pooling="mean", normalize=True)):
+    for vectors, largest, unit in zip(extract(TEXTS, return_tensors=True),
+                                      extract(TEXTS, pooling="max", return_tensors=True),
+                                      extract(TEXTS, pooling="mean", normalize=True, return_tensors=True)):
+        vectors = vectors[0]
         np.testing.assert_array_equal(largest, vectors.max(axis=0))
         np.testing.assert_allclose(unit, vectors.mean(axis=0) / np.linalg.norm(vectors.mean(axis=0)), rtol=1e-6)
         assert unit.dtype == largest.dtype == np.float32
@@ -189,7 +193,7 @@ def test_max_pooling_and_normalize():
 def test_feature_extraction_reads_a_head_checkpoint():
     with pytest.warns(UserWarning, match="not used"):
         extract = pipeline("feature-extraction", FIXTURES / "tiny-lm")
-    assert extract("Bonjour").shape[1] == 32
+    assert len(extract("Bonjour")[0][0]) == 32  # [1, tokens, dim] nested lists
 
 
 # ------------------------------------------------------------------------------------------------ text-classification
@@ -365,3 +369,34 @@ def test_qa_errors():
         answer(question="Qui ?", context=CONTEXT, max_seq_len=24, doc_stride=30)
     with pytest.raises(TypeError, match="question-answering takes"):
         answer({"question": "Qui ?"})
+
+
+@pytest.mark.parametrize("fixture", ["tiny-qa-simple", "tiny-qa"])
+@pytest.mark.parametrize("windows_of", [{}, {"max_seq_len": 24, "doc_stride": 4}])
+def test_qa_handle_impossible_answer_scores_the_empty_answer(fixture, windows_of):
+    """The empty answer joins the candidates: the simple head's P(start = <s>) x P(end = <s>), its softmaxes taking
+    in <s> as the "no answer" slot (transformers' rule), the beam head's sigmoid(cls_logits); over several windows
+    the smallest."""
+    answer = pipeline("question-answering", FIXTURES / fixture)
+    item = {"question": "Où habite Marie ?", "context": CONTEXT}
+    features = answer.preprocess(item, doc_stride=windows_of.get("doc_stride"),
+                                 max_seq_len=windows_of.get("max_seq_len", 384))
+    nulls = []
+    for feature in features:
+        ids, p_mask = np.array([feature["input_ids"]]), np.array(feature["p_mask"])
+        if fixture == "tiny-qa":
+            out = answer.model(input_ids=ids, p_mask=p_mask[None].astype(np.float32))
+            nulls.append(1 / (1 + np.exp(-float(out.cls_logits[0]))))
+            continue
+        out = answer.model(input_ids=ids)
+        slot = (p_mask == 0) | (np.arange(len(p_mask)) == 0)
+        start = softmax(np.where(slot, out.start_logits[0], -np.inf).astype(np.float64))
+        end = softmax(np.where(slot, out.end_logits[0], -np.inf).astype(np.float64))
+        nulls.append(start[0] * end[0])
+    results = answer(item, top_k=100_000, handle_impossible_answer=True, **windows_of)  # every candidate
+    empty = [result for result in results if result["answer"] == ""]
+    assert empty == [{"score": pytest.approx(min(nulls), rel=1e-6), "start": 0, "end": 0, "answer": ""}]
+    assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
+    assert all(r["answer"] == "" for r in answer(item, handle_impossible_answer=False, top_k=50) if r["end"] == 0)
+    with pytest.raises(ValueError, match="handle_impossible_answer must be True or False"):
+        answer(item, handle_impossible_answer="yes")

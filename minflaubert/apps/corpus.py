@@ -152,7 +152,7 @@ def embed_texts(extract, texts: list[str], pooling: str, normalize: bool, progre
         # subtle: catch_warnings swaps the process's warning filters; a job's thread is the only one warning here
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", TextCutWarning)
-            vectors[start:start + len(part)] = extract(part, pooling=pooling, normalize=normalize)
+            vectors[start:start + len(part)] = extract(part, pooling=pooling, normalize=normalize, return_tensors=True)
         for warning in caught:
             if issubclass(warning.category, TextCutWarning):
                 cut += 1

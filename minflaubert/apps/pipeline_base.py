@@ -11,7 +11,8 @@ Every task does the same four things, and :class:`Pipeline` does them once for a
 4. **postprocess** the outputs of one input's features into the answer: probabilities, labels, character spans.
 
 Subclasses write 1, 3 and 4 and declare their options as the keyword arguments of ``options`` (with defaults), so
-``pipeline(task, model, top_k=3)`` and ``pipe(text, top_k=3)`` are checked the same way.
+``pipeline(task, model, top_k=3)`` and ``pipe(text, top_k=3)`` are checked the same way. ``batch_size`` too is
+given to either, as in transformers.
 """
 from __future__ import annotations
 
@@ -57,6 +58,7 @@ class Pipeline:
         self.batch_size, self.progress = check_positive("batch_size", batch_size), progress
         self.max_length = min(model.config.max_position_embeddings, tokenizer.model_max_length)
         self.defaults = self.check_options(**options)
+        self.given_options = options  # as given: a call's options are checked again together with them
 
     def check_head(self, allow_random_head: bool) -> None:
         """Refuse a head that from_pretrained had to draw at random (the checkpoint has no weights for it: a base
@@ -85,13 +87,15 @@ class Pipeline:
         """The task's options, checked, defaults filled in: subclasses declare them as keyword arguments."""
         return {}
 
-    def __call__(self, inputs, **options):
-        """One input -> its answer; a list of inputs -> the list of their answers."""
-        options = self.check_options(**{**self.defaults, **options})
+    def __call__(self, inputs, batch_size: int | None = None, **options):
+        """One input -> its answer; a list of inputs -> the list of their answers (``batch_size`` per forward pass:
+        the pipeline's unless given)."""
+        options = self.check_options(**{**self.given_options, **options})
+        batch_size = self.batch_size if batch_size is None else check_positive("batch_size", batch_size)
         single = self.is_single(inputs)
         items = [inputs] if single else list(inputs)
         features = [self.preprocess(item, **options) for item in items]  # a list of features per item
-        outputs = iter(self.run([feature for group in features for feature in group]))
+        outputs = iter(self.run([feature for group in features for feature in group], batch_size))
         results = [self.postprocess(item, group, [next(outputs) for _ in group], **options)
                    for item, group in zip(items, features)]
         return results[0] if single else results
@@ -106,9 +110,9 @@ class Pipeline:
         """Whether a row's output depends on the padding added to it (then each input runs alone)."""
         return False
 
-    def run(self, features: list[dict]) -> list[dict]:
+    def run(self, features: list[dict], batch_size: int) -> list[dict]:
         """Run the model over all features, batched by length; returns one output dict per feature, in order."""
-        size = 1 if self.padding_changes_outputs else self.batch_size
+        size = 1 if self.padding_changes_outputs else batch_size
         batches = batches_by_length([len(feature["input_ids"]) for feature in features], size)
         outputs = [None] * len(features)
         for batch in tqdm(batches, desc=self.task, unit="batch", disable=not self.progress, file=sys.stderr):
@@ -130,7 +134,7 @@ class Pipeline:
             return encoding
         warnings.warn(f"{self.task}: a text of {n_tokens} tokens ({text[:30]!r}...) is cut to the model's "
                       f"{self.max_length}: the rest of it is not read", TextCutWarning, stacklevel=4)
-        return self.tokenizer(text, text_pair, truncation=True, max_length=self.max_length, **kwargs)
+        return self.tokenizer(text, text_pair, **{**kwargs, "truncation": True, "max_length": self.max_length})
 
     # -- what each task writes --
     def preprocess(self, item, **options) -> list[dict]:

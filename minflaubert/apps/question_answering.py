@@ -9,6 +9,7 @@ from ..models.heads import FlaubertForQuestionAnswering, FlaubertForQuestionAnsw
 from ..models.inputs import check_positive
 from ..nn.layers import softmax
 from .pipeline_base import Pipeline
+from .text_classification import sigmoid
 
 
 class QuestionAnsweringPipeline(Pipeline):
@@ -24,6 +25,12 @@ class QuestionAnsweringPipeline(Pipeline):
     :class:`FlaubertForQuestionAnswering` proposes its ``start_n_top`` best starts and, for each, the
     ``end_n_top`` best ends (computed from that start): candidates come from that beam, with the same score.
     ``score`` is a probability within a window: comparable between windows of one context, not calibrated.
+
+    ``handle_impossible_answer=True`` adds the empty answer ``{score, start: 0, end: 0, answer: ""}`` to the
+    candidates, scored as transformers scores it: the simple head's softmaxes then take in the first token ``<s>``
+    too, as the "no answer" slot, and the score is P(start = <s>) x P(end = <s>); the beam head has its own
+    answerability logit (``cls_logits``, trained on ``is_impossible``): sigmoid of it. Over several windows, the
+    smallest (the window most sure to hold an answer decides).
     """
 
     task = "question-answering"
@@ -37,15 +44,19 @@ class QuestionAnsweringPipeline(Pipeline):
         return FlaubertForQuestionAnsweringSimple
 
     def options(self, top_k: int = 1, doc_stride: int | None = None, max_answer_len: int = 15,
-                max_seq_len: int = 384) -> dict:
-        """``top_k`` answers, the windows' ``doc_stride`` and ``max_seq_len``, ``max_answer_len`` in tokens."""
+                max_seq_len: int = 384, handle_impossible_answer: bool = False) -> dict:
+        """``top_k`` answers, the windows' ``doc_stride`` and ``max_seq_len``, ``max_answer_len`` in tokens, and
+        whether the empty answer may win (``handle_impossible_answer``)."""
         max_answer_len = check_positive("max_answer_len", max_answer_len)
         max_seq_len = check_positive("max_seq_len", max_seq_len)
         if doc_stride is not None and (isinstance(doc_stride, bool) or not isinstance(doc_stride, int)
                                        or doc_stride < 0):
             raise ValueError(f"doc_stride must be a non-negative integer or None, got {doc_stride!r}")
+        if handle_impossible_answer not in (True, False):
+            raise ValueError(f"handle_impossible_answer must be True or False, got {handle_impossible_answer!r}")
         return {"top_k": check_positive("top_k", top_k), "doc_stride": doc_stride, "max_answer_len": max_answer_len,
-                "max_seq_len": min(max_seq_len, self.max_length)}
+                "max_seq_len": min(max_seq_len, self.max_length),
+                "handle_impossible_answer": bool(handle_impossible_answer)}
 
     def __call__(self, inputs=None, *, question=None, context=None, **options):
         if inputs is None:
@@ -89,18 +100,24 @@ class QuestionAnsweringPipeline(Pipeline):
             p_mask = pad([row["p_mask"] for row in rows], 1).astype(np.float32)
             out = self.model(input_ids=input_ids, attention_mask=attention_mask, p_mask=p_mask)
             return {name: out[name] for name in ("start_top_log_probs", "start_top_index", "end_top_log_probs",
-                                                 "end_top_index")}
+                                                 "end_top_index", "cls_logits")}
         out = self.model(input_ids=input_ids, attention_mask=attention_mask)
         return {"start_logits": out.start_logits, "end_logits": out.end_logits}
 
-    def postprocess(self, item, features, outputs, top_k, max_answer_len, **options):
-        """Gather the candidate spans of every window, keep the best ``top_k`` distinct character spans."""
-        found = {}
+    def postprocess(self, item, features, outputs, top_k, max_answer_len, handle_impossible_answer, **options):
+        """Gather the candidate spans of every window, keep the best ``top_k`` distinct character spans (the empty
+        answer among them, with ``handle_impossible_answer``)."""
+        found, no_answer = {}, []
         for feature, output in zip(features, outputs):
             spans = beam_spans if "start_top_index" in output else simple_spans
-            for score, first, last in spans(output, np.array(feature["p_mask"]), max_answer_len):
+            candidates, null_score = spans(output, np.array(feature["p_mask"]), max_answer_len,
+                                           handle_impossible_answer)
+            for score, first, last in candidates:
                 key = (feature["offsets"][first][0], feature["offsets"][last][1])
                 found[key] = max(found.get(key, 0.0), score)
+            no_answer.append(null_score)
+        if handle_impossible_answer:
+            found[(0, 0)] = min(no_answer)  # the empty answer
         context = item["context"]
         best = sorted(found.items(), key=lambda kv: -kv[1])[:top_k] or [((0, 0), 0.0)]  # no span: empty answer
         answers = [{"score": float(score), "start": start, "end": end, "answer": context[start:end]}
@@ -119,19 +136,23 @@ def windows(n_tokens: int, room: int, stride: int) -> list[tuple[int, int]]:
         start = end - stride
 
 
-def simple_spans(output: dict, p_mask: np.ndarray, max_answer_len: int):
-    """(score, start, end) for every span of context tokens with start <= end < start + max_answer_len."""
+def simple_spans(output: dict, p_mask: np.ndarray, max_answer_len: int, null_slot: bool = False):
+    """-> ((score, start, end) for every span of context tokens with start <= end < start + max_answer_len, the
+    no-answer score or None). ``null_slot``: the softmaxes take in position 0 (``<s>``) as "no answer"."""
     n = len(p_mask)
     allowed = p_mask == 0
-    start = softmax(np.where(allowed, output["start_logits"][:n], -np.inf).astype(np.float64))
-    end = softmax(np.where(allowed, output["end_logits"][:n], -np.inf).astype(np.float64))
+    in_softmax = allowed | (np.arange(n) == 0) if null_slot else allowed
+    start = softmax(np.where(in_softmax, output["start_logits"][:n], -np.inf).astype(np.float64))
+    end = softmax(np.where(in_softmax, output["end_logits"][:n], -np.inf).astype(np.float64))
     scores = np.triu(np.tril(np.outer(start, end), max_answer_len - 1))  # [start, end]: end in start..start+len-1
     firsts, lasts = np.nonzero(scores * np.outer(allowed, allowed))
-    return [(scores[s, e], int(s), int(e)) for s, e in zip(firsts, lasts)]
+    spans = [(scores[s, e], int(s), int(e)) for s, e in zip(firsts, lasts)]
+    return spans, float(start[0] * end[0]) if null_slot else None
 
 
-def beam_spans(output: dict, p_mask: np.ndarray, max_answer_len: int):
-    """(score, start, end) for the beam head's start x end candidates that are valid spans of context tokens.
+def beam_spans(output: dict, p_mask: np.ndarray, max_answer_len: int, null_slot: bool = False):
+    """-> ((score, start, end) for the beam head's start x end candidates that are valid spans of context tokens,
+    the no-answer score or None). ``null_slot``: that score, sigmoid(cls_logits), is asked for.
 
     subtle: the head returns ends as [start_n_top * end_n_top], flattened from [end_n_top, start_n_top]: the j-th
     end of the i-th start is at j * start_n_top + i (not i * end_n_top + j). The "log_probs" are probabilities.
@@ -145,4 +166,4 @@ def beam_spans(output: dict, p_mask: np.ndarray, max_answer_len: int):
         if first < n and last < n and not p_mask[first] and not p_mask[last] \
                 and first <= last < first + max_answer_len:
             candidates.append((float(start_prob) * float(end_prob), int(first), int(last)))
-    return candidates
+    return candidates, float(sigmoid(np.float64(output["cls_logits"]))) if null_slot else None

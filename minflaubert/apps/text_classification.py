@@ -14,8 +14,10 @@ class TextClassificationPipeline(Pipeline):
 
     Scores as transformers computes them: softmax for single-label classification, sigmoid for multi-label or a
     single output, raw values for regression (``function_to_apply`` overrides). ``top_k=None`` gives every label.
-    subtle: transformers returns a bare dict when top_k is left at 1; we always return a list, so the shape of the
-    answer does not depend on an option.
+
+    subtle: with ``top_k`` given (to the call or to ``pipeline``), each text gets its list of labels. Without it,
+    transformers keeps its older shape, and so do we: the best label's dict per text of a list, a list of that one
+    dict for one text, the bare dict for one text pair.
     """
 
     task = "text-classification"
@@ -26,6 +28,12 @@ class TextClassificationPipeline(Pipeline):
         choices = (None, "softmax", "sigmoid", "none")
         return {"top_k": check_positive("top_k", top_k, allow_none=True),
                 "function_to_apply": check_choice("function_to_apply", function_to_apply, choices)}
+
+    def __call__(self, inputs, **options):
+        answers = super().__call__(inputs, **options)
+        if "top_k" in options or "top_k" in self.given_options or isinstance(inputs, str):
+            return answers
+        return answers[0] if self.is_single(inputs) else [labels[0] for labels in answers]  # the older shape
 
     @property
     def padding_changes_outputs(self) -> bool:

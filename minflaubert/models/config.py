@@ -51,9 +51,16 @@ ALIASES = {
     "bos_token_id": "bos_index",
     "eos_token_id": "eos_index",
 }
+DEFAULT_LABELS = {0: "LABEL_0", 1: "LABEL_1"}
 
 
-@dataclass
+def alias(name: str) -> property:
+    """Another name for the field ``name``, read and written through: transformers' ``attribute_map``."""
+    return property(lambda self: getattr(self, name), lambda self, value: setattr(self, name, value),
+                    doc=f"transformers' other name for ``{name}`` (reads and writes it).")
+
+
+@dataclass(init=False)  # __init__ below: it also takes transformers' other names for the fields
 class FlaubertConfig:
     # -- architecture --
     vocab_size: int = 30145
@@ -97,13 +104,47 @@ class FlaubertConfig:
     summary_first_dropout: float = 0.1
     start_n_top: int = 5
     end_n_top: int = 5
-    id2label: dict[int, str] = field(default_factory=lambda: {0: "LABEL_0", 1: "LABEL_1"})
+    id2label: dict[int, str] = field(default_factory=lambda: dict(DEFAULT_LABELS))
     problem_type: str | None = None
     architectures: list[str] | None = None
     tie_word_embeddings: bool = True
     # -- what a forward pass returns when its call does not say (transformers' generic config options) --
     output_attentions: bool = False
     output_hidden_states: bool = False
+    return_dict: bool = True  # False: the models return tuples
+    is_encoder_decoder: bool = False  # (transformers' generic flag; FlauBERT is an encoder, so always False)
+
+    model_type = "flaubert"  # (a class attribute, not a field: the same for every config)
+    # transformers' other names for some fields (its ``attribute_map``), readable and settable
+    hidden_size = alias("emb_dim")
+    num_attention_heads = alias("n_heads")
+    num_hidden_layers = alias("n_layers")
+    n_words = alias("vocab_size")
+    pad_token_id = alias("pad_index")
+    bos_token_id = alias("bos_index")
+    eos_token_id = alias("eos_index")
+
+    def __init__(self, **values):
+        """Every field by keyword (the defaults above for the others), as transformers' ``FlaubertConfig(...)``:
+        under its other names too (``hidden_size=``, ``pad_token_id=``...), and the labels as ``id2label``,
+        ``label2id`` or a bare count ``num_labels=4`` (``LABEL_0``...). Any other name is a TypeError."""
+        check_keywords(type(self).__name__, values, OVERRIDABLE)
+        fields, given_as = {}, {}
+        for name, value in values.items():
+            field_name = ALIASES.get(name, name)
+            if field_name in fields:
+                raise TypeError(f"{type(self).__name__}() got {field_name} twice: as {given_as[field_name]} "
+                                f"and as {name}")
+            fields[field_name], given_as[field_name] = value, name
+        fields["id2label"] = asked_labels(fields.pop("num_labels", None), fields.pop("id2label", None),
+                                          fields.pop("label2id", None), DEFAULT_LABELS)
+        for spec in dataclasses.fields(self):
+            if spec.name in fields:
+                setattr(self, spec.name, fields[spec.name])
+            else:
+                setattr(self, spec.name, spec.default_factory() if spec.default is dataclasses.MISSING
+                        else spec.default)
+        self.__post_init__()
 
     def __post_init__(self):
         self.id2label = _int_keyed("id2label", self.id2label) if self.id2label is not None else None
@@ -112,11 +153,6 @@ class FlaubertConfig:
         self.validate()
 
     # -- derived names, as transformers has them --
-    @property
-    def hidden_size(self) -> int:
-        """transformers' name for ``emb_dim``."""
-        return self.emb_dim
-
     @property
     def hidden_dim(self) -> int:
         """Width of the feed-forward layer: always 4 x emb_dim in XLM/FlauBERT."""
@@ -145,9 +181,9 @@ class FlaubertConfig:
         return {label: i for i, label in self.id2label.items()}
 
     @property
-    def pad_token_id(self) -> int:
-        """transformers' name for ``pad_index``."""
-        return self.pad_index
+    def use_return_dict(self) -> bool:
+        """transformers' older name for ``return_dict`` (read only)."""
+        return self.return_dict
 
     @property
     def has_lang_embeddings(self) -> bool:
@@ -168,11 +204,11 @@ class FlaubertConfig:
             raise ValueError(f"emb_dim={self.emb_dim} must be divisible by n_heads={self.n_heads}")
         for name in ("pre_norm", "gelu_activation", "sinusoidal_embeddings", "causal", "use_lang_emb", "asm",
                      "summary_use_proj", "summary_proj_to_labels", "is_encoder", "output_attentions",
-                     "output_hidden_states"):
+                     "output_hidden_states", "return_dict", "is_encoder_decoder"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if not self.is_encoder:
-            raise ValueError("is_encoder=False: FlauBERT exists only as an encoder")
+        if not self.is_encoder or self.is_encoder_decoder:
+            raise ValueError("is_encoder=False or is_encoder_decoder=True: FlauBERT exists only as an encoder")
         _check_number("layer_norm_eps", self.layer_norm_eps, positive=True)
         for name in ("dropout", "attention_dropout", "layerdrop", "summary_first_dropout"):
             _check_number(name, getattr(self, name), at_most=1.0)
@@ -233,16 +269,24 @@ class FlaubertConfig:
         return cls(**kwargs)
 
     def to_dict(self) -> dict:
-        """A JSON-ready dictionary that transformers' FlaubertConfig also reads."""
+        """Every field, plus transformers' spellings (``*_token_id``, ``label2id``, ``model_type``), as transformers'
+        ``to_dict`` gives them: label ids as ints (``json.dumps`` writes them as the strings config.json holds)."""
         out = dataclasses.asdict(self)
-        out["id2label"] = {str(k): v for k, v in self.id2label.items()}
         out["label2id"] = self.label2id
-        if self.id2lang is not None:
-            out["id2lang"] = {str(k): v for k, v in self.id2lang.items()}
         # transformers names these *_token_id; write both spellings so every version reads them.
         out["pad_token_id"], out["bos_token_id"], out["eos_token_id"] = self.pad_index, self.bos_index, self.eos_index
-        out["model_type"] = "flaubert"
+        out["model_type"] = self.model_type
         return out
+
+    def to_json_string(self, use_diff: bool = True) -> str:
+        """``to_dict`` as indented JSON, keys sorted, as transformers writes it; ``use_diff=True`` (its default)
+        keeps only what differs from a default ``FlaubertConfig()``, and ``model_type``."""
+        values = self.to_dict()
+        if use_diff:
+            defaults = type(self)().to_dict()
+            values = {name: value for name, value in values.items()
+                      if name == "model_type" or value != defaults.get(name)}
+        return json.dumps(values, indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> FlaubertConfig:
@@ -275,23 +319,9 @@ class FlaubertConfig:
         """
         check_keywords(f"{type(self).__name__}.updated", overrides, OVERRIDABLE)
         overrides = {ALIASES.get(name, name): value for name, value in overrides.items()}
-        labels = self._labels(overrides.pop("num_labels", None), overrides.pop("id2label", None),
-                              overrides.pop("label2id", None))
+        labels = asked_labels(overrides.pop("num_labels", None), overrides.pop("id2label", None),
+                              overrides.pop("label2id", None), self.id2label)
         return type(self).from_dict({**self.to_dict(), **overrides, "id2label": labels})
-
-    def _labels(self, num_labels, id2label, label2id) -> dict:
-        """The id2label that the three ways of naming labels ask for (this config's when none is given)."""
-        if id2label is None and label2id is not None:
-            if not isinstance(label2id, dict):
-                raise TypeError(f"label2id must be a dict {{name: id}}, got {label2id!r}")
-            id2label = {i: label for label, i in label2id.items()}
-        if num_labels is not None:
-            _check_int("num_labels", num_labels, minimum=1, maximum=LIMITS["num_labels"])
-            if id2label is None and num_labels != self.num_labels:
-                id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
-            elif id2label is not None and len(id2label) != num_labels:
-                raise ValueError(f"num_labels={num_labels} but {len(id2label)} labels were named: {id2label}")
-        return _int_keyed("id2label", id2label) if id2label is not None else self.id2label
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:
         """Write ``config.json`` into ``folder``: whole or not at all (``atomic.atomic_file``)."""
@@ -333,6 +363,22 @@ def check_is_flaubert(config: dict, source) -> None:
         raise ValueError(f"{source} describes a {model_type or 'non-FlauBERT'} model "
                          f"({', '.join(map(str, architectures)) or 'no architectures listed'}), not FlauBERT: "
                          "minflaubert runs FlauBERT only (load this one with transformers)")
+
+
+def asked_labels(num_labels, id2label, label2id, current: dict) -> dict:
+    """The id2label that transformers' three ways of naming labels ask for (``current`` when none is given, or
+    when ``num_labels`` is its size): a dict, a reversed dict, or a count (``LABEL_0``, ``LABEL_1``...)."""
+    if id2label is None and label2id is not None:
+        if not isinstance(label2id, dict):
+            raise TypeError(f"label2id must be a dict {{name: id}}, got {label2id!r}")
+        id2label = {i: label for label, i in label2id.items()}
+    if num_labels is not None:
+        _check_int("num_labels", num_labels, minimum=1, maximum=LIMITS["num_labels"])
+        if id2label is None and num_labels != len(current):
+            id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
+        elif id2label is not None and len(id2label) != num_labels:
+            raise ValueError(f"num_labels={num_labels} but {len(id2label)} labels were named: {id2label}")
+    return _int_keyed("id2label", id2label) if id2label is not None else dict(current)
 
 
 def _check_int(name: str, value, minimum: int, maximum: int | None = None) -> None:

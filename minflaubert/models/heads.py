@@ -16,6 +16,7 @@ import numpy as np
 from .inputs import as_array, as_indices, class_labels, float_labels
 from ..nn.layers import gelu, linear, relu
 from .losses import binary_cross_entropy_with_logits, cross_entropy, log_softmax, mse, nll_loss
+from .embeddings import Linear
 from .model import FlaubertPreTrainedModel
 from .outputs import (FlaubertForQuestionAnsweringOutput, MaskedLMOutput, MultipleChoiceModelOutput,
                       QuestionAnsweringModelOutput, SequenceClassifierOutput, TokenClassifierOutput)
@@ -114,20 +115,22 @@ class HeadModel(FlaubertPreTrainedModel):
 
     def __call__(self, input_ids=None, attention_mask=None, langs=None, token_type_ids=None, position_ids=None,
                  lengths=None, cache=None, inputs_embeds=None, labels=None, output_attentions=None,
-                 output_hidden_states=None, return_dict=None):
+                 output_hidden_states=None, return_dict=None, cache_position=None):
         encoder_arguments = dict(
             input_ids=input_ids, attention_mask=attention_mask, langs=langs, token_type_ids=token_type_ids,
             position_ids=position_ids, lengths=lengths, cache=cache, inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            cache_position=cache_position)
         return self.run(encoder_arguments, return_dict, labels=labels)
 
     def run(self, encoder_arguments: dict, return_dict, **head_arguments):
-        """The encoder on ``encoder_arguments``, then ``head`` on its last hidden state and ``head_arguments``."""
+        """The encoder on ``encoder_arguments``, then ``head`` on its last hidden state and ``head_arguments``; the
+        output object, or its tuple (``as_requested``)."""
         encoded = self.run_encoder(**encoder_arguments)
         last, hidden_states, attentions = encoded
         output = self.output_class(**self.head(last, **head_arguments), hidden_states=hidden_states,
                                    attentions=attentions, execution_path=encoded.path)
-        return output if return_dict is not False else output.to_tuple()
+        return self.as_requested(output, return_dict)
 
 
 class FlaubertWithLMHeadModel(HeadModel):
@@ -160,6 +163,26 @@ class FlaubertWithLMHeadModel(HeadModel):
             # subtle: the same array, not a copy, so the two can never drift apart
             self.weights[self.TIED] = self.weights["embeddings.weight"]
         super().setup()
+
+    def get_output_embeddings(self) -> Linear | None:
+        """The projection onto the vocabulary as a read-only :class:`Linear` (its weight *is* the word-embedding
+        table when tied); None with the adaptive softmax, which has no single projection."""
+        if self.config.asm:
+            return None
+        return Linear(self.weights[self.TIED], self.weights["pred_layer.proj.bias"])
+
+    def vocabulary_weights(self):
+        """The embedding table and the projection's bias and, untied, its weight (fresh rows N(0, init_std)).
+
+        subtle: a tied projection's bias grows by zeros, mean resizing or not: transformers resizes the table, finds
+        the projection (the same tensor) already at the new size, and pads the bias with zeros when it re-ties them.
+        """
+        if self.config.asm:
+            raise ValueError("resize_token_embeddings: the adaptive softmax (asm=True) splits the vocabulary at "
+                             "asm_cutoffs into clusters of fixed sizes; it cannot be resized")
+        if self.tied(self.config):
+            return {**super().vocabulary_weights(), "pred_layer.proj.bias": None}
+        return {**super().vocabulary_weights(), self.TIED: self.config.init_std, "pred_layer.proj.bias": 0.0}
 
     def state_dict(self):
         """The weights to save; a tied projection is left out, as transformers leaves it out (it is the embeddings)."""
@@ -278,11 +301,12 @@ class FlaubertForQuestionAnsweringSimple(HeadModel):
 
     def __call__(self, input_ids=None, attention_mask=None, langs=None, token_type_ids=None, position_ids=None,
                  lengths=None, cache=None, inputs_embeds=None, start_positions=None, end_positions=None,
-                 output_attentions=None, output_hidden_states=None, return_dict=None):
+                 output_attentions=None, output_hidden_states=None, return_dict=None, cache_position=None):
         encoder_arguments = dict(
             input_ids=input_ids, attention_mask=attention_mask, langs=langs, token_type_ids=token_type_ids,
             position_ids=position_ids, lengths=lengths, cache=cache, inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            cache_position=cache_position)
         return self.run(encoder_arguments, return_dict, start_positions=start_positions, end_positions=end_positions)
 
     def head(self, last, start_positions, end_positions):  # [batch, seq, dim] -> 2 x [batch, seq]
@@ -311,11 +335,12 @@ class FlaubertForQuestionAnswering(HeadModel):
     def __call__(self, input_ids=None, attention_mask=None, langs=None, token_type_ids=None, position_ids=None,
                  lengths=None, cache=None, inputs_embeds=None, start_positions=None, end_positions=None,
                  is_impossible=None, cls_index=None, p_mask=None, output_attentions=None,
-                 output_hidden_states=None, return_dict=None):
+                 output_hidden_states=None, return_dict=None, cache_position=None):
         encoder_arguments = dict(
             input_ids=input_ids, attention_mask=attention_mask, langs=langs, token_type_ids=token_type_ids,
             position_ids=position_ids, lengths=lengths, cache=cache, inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            cache_position=cache_position)
         return self.run(encoder_arguments, return_dict, start_positions=start_positions, end_positions=end_positions,
                         is_impossible=is_impossible, cls_index=cls_index, p_mask=p_mask)
 

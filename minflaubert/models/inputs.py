@@ -91,8 +91,9 @@ def check_choice(name: str, value, choices: tuple):
 
 
 def encoder_inputs(config, input_ids=None, attention_mask=None, langs=None, token_type_ids=None, position_ids=None,
-                   lengths=None, cache=None, inputs_embeds=None) -> dict:
-    """Validate and convert the encoder's inputs; returns them as a dict of arrays (or None)."""
+                   lengths=None, cache=None, inputs_embeds=None, cache_position=None) -> dict:
+    """Validate and convert the encoder's inputs; returns them as a dict of arrays (or None), without
+    ``cache_position``, which is checked and not used (see ``check_cache_position``)."""
     input_ids, inputs_embeds = ids_or_embeddings(config, input_ids, inputs_embeds)
     shape = input_ids.shape if input_ids is not None else inputs_embeds.shape[:2]
     batch, seq_len = shape
@@ -125,6 +126,8 @@ def encoder_inputs(config, input_ids=None, attention_mask=None, langs=None, toke
             raise ValueError(f"lengths must have one entry per sequence ({batch}), got shape {lengths.shape}")
     if cache is not None:
         check_cache(config, cache, input_ids, batch, seq_len)
+    if cache_position is not None:
+        check_cache_position(cache_position, seq_len)
     return dict(input_ids=input_ids, attention_mask=attention_mask, langs=langs, token_type_ids=token_type_ids,
                 position_ids=position_ids, lengths=lengths, cache=cache, inputs_embeds=inputs_embeds)
 
@@ -139,6 +142,15 @@ def ids_or_embeddings(config, input_ids, inputs_embeds) -> tuple[np.ndarray | No
     if inputs_embeds.shape[-1] != config.emb_dim:
         raise ValueError(f"inputs_embeds must have width emb_dim={config.emb_dim}, got {inputs_embeds.shape[-1]}")
     return None, inputs_embeds
+
+
+def check_cache_position(cache_position, seq_len: int) -> None:
+    """transformers takes ``cache_position`` (documented on FlaubertModel in 4.57, swallowed by ``**kwargs`` in 5.23):
+    where the new positions go in a preallocated cache. Neither its dynamic cache nor our dict cache reads it (a
+    cache knows its own length), so it changes no number, there or here: it is only checked, as [seq] integers."""
+    positions = as_indices(cache_position, "cache_position", 1)
+    if len(positions) > seq_len:
+        raise ValueError(f"cache_position has {len(positions)} positions for a sequence of {seq_len}")
 
 
 def check_cache(config, cache, input_ids, batch: int, seq_len: int) -> None:

@@ -16,8 +16,9 @@ from ..checkpoints.atomic import atomic_folder
 from ..checkpoints.weights import check_state_dict, load_state_dict, save_state_dict, unflatten, warn_about_keys
 from ..nn import fast, layers, paths
 from .config import FlaubertConfig, split_keywords
+from .embeddings import Embedding, Linear, resized
 from .initialization import init_weights
-from .inputs import encoder_inputs
+from .inputs import check_positive, encoder_inputs
 from .outputs import BaseModelOutput
 from .sentences import encode_texts
 
@@ -261,9 +262,62 @@ class FlaubertPreTrainedModel:
             config.save_pretrained(staging)
             save_state_dict(self.state_dict(), staging)
 
-    def num_parameters(self) -> int:
-        """How many numbers ``self.weights`` holds, every array counted."""
-        return sum(array.size for array in self.weights.values())
+    def num_parameters(self, *, exclude_embeddings: bool = False) -> int:
+        """How many numbers the model holds, an array shared by two names (the tied LM projection) counted once,
+        as transformers counts them; ``exclude_embeddings=True`` leaves out the word, position and language tables."""
+        tables = {id(array) for name, array in self.weights.items() if name.endswith("embeddings.weight")}
+        unique = {id(array): array for array in self.weights.values()
+                  if not (exclude_embeddings and id(array) in tables)}
+        return sum(array.size for array in unique.values())
+
+    def eval(self):
+        """The model itself: it only ever runs inference (no dropout to switch off), so that
+        ``Model.from_pretrained(folder).eval()`` reads as in transformers."""
+        return self
+
+    def get_input_embeddings(self) -> Embedding:
+        """The word-embedding table [vocab_size, emb_dim], as a read-only :class:`Embedding` (see ``embeddings.py``)."""
+        return Embedding(self.weights["embeddings.weight"], padding_idx=self.config.pad_index)
+
+    def get_output_embeddings(self) -> Linear | None:
+        """The projection onto the vocabulary: only the language model has one (None here, as in transformers)."""
+        return None
+
+    def resize_token_embeddings(self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None,
+                                mean_resizing: bool = True, seed: int = 0) -> Embedding:
+        """Give the model a vocabulary of ``new_num_tokens`` (rounded up to a multiple of ``pad_to_multiple_of``):
+        rows are cut from the end, or added there as transformers adds them (``embeddings.added_rows``, drawn with
+        ``seed``); the LM head's rows follow, and ``config.vocab_size`` changes. -> the new input embeddings.
+
+        A vocabulary too small for the special tokens' ids (``pad_index``...) is refused, as an invalid config is.
+        """
+        if new_num_tokens is None and pad_to_multiple_of is None:
+            return self.get_input_embeddings()
+        n_rows = self.config.vocab_size if new_num_tokens is None else check_positive("new_num_tokens",
+                                                                                      new_num_tokens)
+        if pad_to_multiple_of is not None:
+            multiple = check_positive("pad_to_multiple_of", pad_to_multiple_of)
+            n_rows = -(-n_rows // multiple) * multiple
+        self.config.updated(vocab_size=n_rows)  # raises, naming the field, before anything changes
+        vocabulary_weights, rng = self.vocabulary_weights(), np.random.default_rng(seed)
+        for name, std in vocabulary_weights.items():
+            around_mean = mean_resizing and std is not None  # (std None: zeros, always)
+            self.weights[name] = resized(self.weights[name], n_rows, around_mean, std or 0.0, rng)
+        self.config.vocab_size = n_rows
+        self.setup()
+        return self.get_input_embeddings()
+
+    def vocabulary_weights(self) -> dict[str, float]:
+        """The weights with one row per vocabulary token -> the std of the fresh rows ``resize_token_embeddings``
+        draws for them (when not ``mean_resizing``), as transformers initialises them; None: zeros, always."""
+        return {"embeddings.weight": self.config.embed_init_std}
+
+    def as_requested(self, output, return_dict: bool | None):
+        """``output``, or its tuple when return_dict=False is passed or, with None, when config.return_dict is False
+        (transformers' rule)."""
+        if return_dict is None:
+            return_dict = self.config.return_dict
+        return output if return_dict else output.to_tuple()
 
     def run_encoder(self, **inputs) -> Encoded:
         """Check the inputs, run the encoder on ``self.path`` -> Encoded(last hidden state, hidden states or None,
@@ -294,17 +348,19 @@ class FlaubertModel(FlaubertPreTrainedModel):
 
     def __call__(self, input_ids=None, attention_mask=None, langs=None, token_type_ids=None, position_ids=None,
                  lengths=None, cache=None, inputs_embeds=None, output_attentions=None, output_hidden_states=None,
-                 return_dict=None):
+                 return_dict=None, cache_position=None):
         """transformers' FlaubertModel.forward: ids [batch, seq] -> BaseModelOutput(last_hidden_state [batch, seq,
-        dim], hidden_states, attentions), or its tuple with ``return_dict=False``."""
+        dim], hidden_states, attentions), or its tuple with ``return_dict=False`` (or ``config.return_dict=False``).
+        ``cache_position`` is checked, then unused (see ``inputs.check_cache_position``)."""
         encoded = self.run_encoder(
             input_ids=input_ids, attention_mask=attention_mask, langs=langs, token_type_ids=token_type_ids,
             position_ids=position_ids, lengths=lengths, cache=cache, inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            cache_position=cache_position)
         last, hidden_states, attentions = encoded
         output = BaseModelOutput(last_hidden_state=last, hidden_states=hidden_states, attentions=attentions,
                                  execution_path=encoded.path)
-        return output if return_dict is not False else output.to_tuple()
+        return self.as_requested(output, return_dict)
 
     def encode(self, texts, batch_size: int = 32, pooling: str = "mean", normalize: bool = False,
                max_length: int | None = None, progress: bool | None = None, tokenizer=None) -> np.ndarray:
