@@ -90,7 +90,7 @@ def bpe_growth(plt):
     twin.set_ylabel("occurrences of the merged pair", color="tab:orange")
     first = merges[:15]
     right.barh(range(len(first))[::-1], [count for _, count in first], color="tab:orange")
-    right.set_yticks(range(len(first))[::-1], [f"#{i} {a!r} + {b!r}" for i, ((a, b), _) in enumerate(first)],
+    right.set_yticks(range(len(first))[::-1], [f"merge {i} {a!r} + {b!r}" for i, ((a, b), _) in enumerate(first, 1)],
                      fontsize=8)
     right.set_xlabel("occurrences in the text")
     right.set_title("the first 15 merges")
@@ -195,8 +195,78 @@ def mask_matrix(plt):
         axis.set_title(title, fontsize=10)
         axis.set_xlabel(xlabel)
         axis.set_ylabel(ylabel)
-        axis.set_xticks(range(matrix.shape[1]))
-        axis.set_yticks(range(matrix.shape[0]))
+        axis.set_xticks(range(matrix.shape[1]), range(1, matrix.shape[1] + 1))  # 1-based, like the titles
+        axis.set_yticks(range(matrix.shape[0]), range(1, matrix.shape[0] + 1))
+    fig.tight_layout()
+    return fig
+
+
+@figure
+def attention_heads(plt):
+    """Lesson 3 §6: every head of every layer of the trained model on one sentence. Left: the weights; right: each
+    head minus its column average (the mean weight its queries give each key), which separates a key every query
+    looks at (a sink, or a word the head broadcasts) from a link between two particular tokens."""
+    model, tokenizer = trained("FlaubertModel")
+    tokens, weights, _, _ = elle_attention(model, tokenizer)
+    labels = [t.replace("</w>", "") for t in tokens]
+    n_layers, n_heads = weights.shape[:2]
+    contrast = weights - weights.mean(axis=2, keepdims=True)  # [layers, heads, queries, keys]
+    limit = float(np.abs(contrast).max())
+    fig, axes = plt.subplots(n_layers, 2 * n_heads, figsize=(2.1 * 2 * n_heads + 1.5, 2.2 * n_layers + 1.2))
+    for layer in range(n_layers):
+        for head in range(n_heads):
+            for side, (matrix, cmap, low, high) in enumerate([(weights, "viridis", 0, 1),
+                                                             (contrast, "RdBu_r", -limit, limit)]):
+                axis = axes[layer, side * n_heads + head]
+                image = axis.imshow(matrix[layer, head], cmap=cmap, vmin=low, vmax=high)
+                axis.set_title(f"layer {layer}, head {head}", fontsize=8)
+                last_row, first_column = layer == n_layers - 1, head == 0
+                axis.set_xticks(range(len(labels)), labels if last_row else [], rotation=90, fontsize=6)
+                axis.set_yticks(range(len(labels)), labels if first_column else [], fontsize=6)
+                if side == 0 and layer == 0 and head == 0:
+                    weight_image = image
+                if side == 1 and layer == 0 and head == 0:
+                    contrast_image = image
+    fig.colorbar(weight_image, ax=axes[:, :n_heads], shrink=0.6, label="attention weight (query row → key column)")
+    fig.colorbar(contrast_image, ax=axes[:, n_heads:], shrink=0.6, label="weight − its column's average")
+    fig.suptitle(f"« {ELLE_SENTENCE} » in the trained model: rows look at columns")
+    return fig
+
+
+@figure
+def masking(plt):
+    """Lesson 3 §6: what the trained model was trained to do. Words of a sentence are hidden behind the mask token
+    (as scripts/train_tiny.py hides 15 % of each training row), and the model guesses each one from the rest."""
+    from minflaubert.nn import layers
+
+    model, tokenizer = trained()
+    ids = tokenizer(ELLE_SENTENCE, return_tensors="np")["input_ids"]
+    tokens = [t.replace("</w>", "") for t in tokenizer.convert_ids_to_tokens(ids[0])]
+    words = np.arange(1, ids.shape[1] - 1)  # not <s> and </s>: they are never hidden
+    hidden = np.sort(np.random.default_rng(3).choice(words, size=max(1, round(0.15 * len(words))), replace=False))
+    inputs = ids.copy()
+    inputs[0, hidden] = tokenizer.mask_token_id
+    probabilities = layers.softmax(model(inputs).logits[0, hidden])  # [hidden, vocab]
+    fig, axis = plt.subplots(figsize=(13, 3.6))
+    axis.set_xlim(-0.6, len(tokens) - 0.4)
+    axis.set_ylim(-4.2, 2.6)
+    axis.axis("off")
+    box = dict(boxstyle="round,pad=0.3", lw=0.8)
+    for j, token in enumerate(tokens):
+        axis.text(j, 2, token, ha="center", va="center", fontsize=10, bbox={**box, "fc": "white"})
+        masked = j in hidden
+        axis.text(j, 1, "<special1>" if masked else token, ha="center", va="center", fontsize=8 if masked else 10,
+                  bbox={**box, "fc": "tab:orange" if masked else "white", "alpha": 0.9})
+    for j, row in zip(hidden, probabilities):
+        for rank, i in enumerate(np.argsort(-row)[:3]):
+            guess = tokenizer.convert_ids_to_tokens(int(i)).replace("</w>", "")
+            right = guess == tokens[j]
+            axis.text(j, -0.2 - 1.2 * rank, f"{guess}\n{row[i]:.2f}", ha="center", va="center", fontsize=9,
+                      bbox={**box, "fc": "tab:green" if right else "0.9", "alpha": 0.8})
+    for y, label in [(2, "the sentence"), (1, "what the model reads"), (-1.4, "its 3 likeliest words\n(probability)")]:
+        axis.text(-0.7, y, label, ha="right", va="center", fontsize=9)
+    axis.set_title(f"masked-word training: {len(hidden)} of the {len(words)} tokens hidden (orange); "
+                   "green: a guess equal to the hidden word", fontsize=10)
     fig.tight_layout()
     return fig
 
