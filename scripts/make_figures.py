@@ -104,18 +104,20 @@ SIMILAR_WORDS = ["il", "elle", "on", "je", "homme", "femme", "enfant", "deux", "
 
 @figure
 def embedding_table(plt):
-    """Lesson 2: the trained word table and position table. Neighbouring positions get similar vectors (a band
-    along the diagonal): the model learned that position 7 is near position 8. Word rows are what carries meaning."""
+    """Lesson 2: the trained word table and position table. Where neighbouring positions got similar vectors, a
+    bright band runs along the diagonal: the model learned that position 7 is near position 8. Every declared
+    position is drawn, so positions that training never reached (or reached late) show as such. Word rows are what
+    carries meaning."""
     model, tokenizer = trained()
-    positions = model.params["position_embeddings"]["weight"][:64]
+    positions = model.params["position_embeddings"]["weight"]  # every declared position
     unit = positions / np.linalg.norm(positions, axis=1, keepdims=True)
     words = model.params["embeddings"]["weight"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4))
     image = left.imshow(unit @ unit.T, cmap="RdBu_r", vmin=-1, vmax=1)
-    left.set_title("cosine similarity of position vectors 0-63")
-    left.set_xlabel("position")
+    left.set_title(f"cosine similarity of the {len(positions)} position vectors")
+    left.set_xlabel("position (0 = <s>)")
     left.set_ylabel("position")
-    fig.colorbar(image, ax=left, shrink=0.8)
+    fig.colorbar(image, ax=left, shrink=0.8, label="cosine")
     vocab = tokenizer.get_vocab()
     chosen = [w for w in SIMILAR_WORDS if w + "</w>" in vocab]
     rows = words[[vocab[w + "</w>"] for w in chosen]]
@@ -124,7 +126,41 @@ def embedding_table(plt):
     right.set_xticks(range(len(chosen)), chosen, rotation=60)
     right.set_yticks(range(len(chosen)), chosen)
     right.set_title("cosine similarity of some word rows")
-    fig.colorbar(image, ax=right, shrink=0.8)
+    fig.colorbar(image, ax=right, shrink=0.8, label="cosine")
+    fig.tight_layout()
+    return fig
+
+
+MAP_WORDS = {"pronouns": ["il", "elle", "ils", "elles", "je", "nous", "vous", "on"],
+             "numbers": ["deux", "trois", "quatre", "cinq", "six", "dix", "cent", "mille"],
+             "people": ["homme", "femme", "enfant", "père", "mère", "fille", "fils", "roi"],
+             "speech verbs": ["dit", "répondit", "demanda", "reprit", "ajouta", "murmura", "cria"],
+             "body": ["yeux", "main", "tête", "bras", "cheveux", "lèvres", "visage", "cœur"],
+             "places": ["maison", "chambre", "rue", "jardin", "ville", "église", "porte", "fenêtre"]}
+
+
+@figure
+def word_map(plt):
+    """Lesson 2: some rows of the trained word table, projected on the two directions along which they spread most
+    (PCA by an SVD of the centred rows, in NumPy). Words used alike were given nearby rows, so kinds gather."""
+    model, tokenizer = trained()
+    vocab = tokenizer.get_vocab()
+    chosen = [(kind, word) for kind, words in MAP_WORDS.items() for word in words if word + "</w>" in vocab]
+    rows = model.params["embeddings"]["weight"][[vocab[word + "</w>"] for _, word in chosen]]  # [words, dim]
+    centred = rows - rows.mean(axis=0)
+    _, singular, directions = np.linalg.svd(centred, full_matrices=False)
+    xy = centred @ directions[:2].T  # [words, 2]
+    share = singular[:2] ** 2 / np.sum(singular ** 2)
+    fig, axis = plt.subplots(figsize=(8, 6))
+    for colour, kind in zip(plt.cm.tab10.colors, MAP_WORDS):
+        points = np.array([xy[i] for i, (k, _) in enumerate(chosen) if k == kind])
+        axis.scatter(points[:, 0], points[:, 1], color=colour, label=kind)
+    for (_, word), (x, y) in zip(chosen, xy):
+        axis.annotate(word, (x, y), textcoords="offset points", xytext=(3, 3), fontsize=8)
+    axis.set_xlabel(f"first principal direction ({share[0]:.0%} of the spread)")
+    axis.set_ylabel(f"second principal direction ({share[1]:.0%} of the spread)")
+    axis.set_title(f"{len(chosen)} word rows of the trained model ({rows.shape[1]} numbers each), in 2-D")
+    axis.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
