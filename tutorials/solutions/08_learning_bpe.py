@@ -14,6 +14,7 @@ lower = bpe_train.alphabet_of(bpe_train.count_words(paragraphs, lowercase=True))
 cased = bpe_train.alphabet_of(bpe_train.count_words(paragraphs, lowercase=False))
 print(len(lower), "symbols lowercased,", len(cased), "cased; new:", sorted(set(cased) - set(lower)))
 assert len(cased) > len(lower) and {"M", "L", "E"} <= set(cased)
+print("why: without lowercasing, a capital is a character of its own, so a starting symbol of its own")
 
 # 2. After every merge seen at least twice, how many distinct words are a single symbol?
 counts = bpe_train.count_words(paragraphs)
