@@ -90,7 +90,7 @@ def bpe_growth(plt):
     twin.set_ylabel("occurrences of the merged pair", color="tab:orange")
     first = merges[:15]
     right.barh(range(len(first))[::-1], [count for _, count in first], color="tab:orange")
-    right.set_yticks(range(len(first))[::-1], [f"#{i} {a!r} + {b!r}" for i, ((a, b), _) in enumerate(first)],
+    right.set_yticks(range(len(first))[::-1], [f"merge {i} {a!r} + {b!r}" for i, ((a, b), _) in enumerate(first, 1)],
                      fontsize=8)
     right.set_xlabel("occurrences in the text")
     right.set_title("the first 15 merges")
@@ -104,18 +104,20 @@ SIMILAR_WORDS = ["il", "elle", "on", "je", "homme", "femme", "enfant", "deux", "
 
 @figure
 def embedding_table(plt):
-    """Lesson 2: the trained word table and position table. Neighbouring positions get similar vectors (a band
-    along the diagonal): the model learned that position 7 is near position 8. Word rows are what carries meaning."""
+    """Lesson 2: the trained word table and position table. Where neighbouring positions got similar vectors, a
+    bright band runs along the diagonal: the model learned that position 7 is near position 8. Every declared
+    position is drawn, so positions that training never reached (or reached late) show as such. Word rows are what
+    carries meaning."""
     model, tokenizer = trained()
-    positions = model.params["position_embeddings"]["weight"][:64]
+    positions = model.params["position_embeddings"]["weight"]  # every declared position
     unit = positions / np.linalg.norm(positions, axis=1, keepdims=True)
     words = model.params["embeddings"]["weight"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4))
     image = left.imshow(unit @ unit.T, cmap="RdBu_r", vmin=-1, vmax=1)
-    left.set_title("cosine similarity of position vectors 0-63")
-    left.set_xlabel("position")
+    left.set_title(f"cosine similarity of the {len(positions)} position vectors")
+    left.set_xlabel("position (0 = <s>)")
     left.set_ylabel("position")
-    fig.colorbar(image, ax=left, shrink=0.8)
+    fig.colorbar(image, ax=left, shrink=0.8, label="cosine")
     vocab = tokenizer.get_vocab()
     chosen = [w for w in SIMILAR_WORDS if w + "</w>" in vocab]
     rows = words[[vocab[w + "</w>"] for w in chosen]]
@@ -124,7 +126,41 @@ def embedding_table(plt):
     right.set_xticks(range(len(chosen)), chosen, rotation=60)
     right.set_yticks(range(len(chosen)), chosen)
     right.set_title("cosine similarity of some word rows")
-    fig.colorbar(image, ax=right, shrink=0.8)
+    fig.colorbar(image, ax=right, shrink=0.8, label="cosine")
+    fig.tight_layout()
+    return fig
+
+
+MAP_WORDS = {"pronouns": ["il", "elle", "ils", "elles", "je", "nous", "vous", "on"],
+             "numbers": ["deux", "trois", "quatre", "cinq", "six", "dix", "cent", "mille"],
+             "people": ["homme", "femme", "enfant", "père", "mère", "fille", "fils", "roi"],
+             "speech verbs": ["dit", "répondit", "demanda", "reprit", "ajouta", "murmura", "cria"],
+             "body": ["yeux", "main", "tête", "bras", "cheveux", "lèvres", "visage", "cœur"],
+             "places": ["maison", "chambre", "rue", "jardin", "ville", "église", "porte", "fenêtre"]}
+
+
+@figure
+def word_map(plt):
+    """Lesson 2: some rows of the trained word table, projected on the two directions along which they spread most
+    (PCA by an SVD of the centred rows, in NumPy). Words used alike were given nearby rows, so kinds gather."""
+    model, tokenizer = trained()
+    vocab = tokenizer.get_vocab()
+    chosen = [(kind, word) for kind, words in MAP_WORDS.items() for word in words if word + "</w>" in vocab]
+    rows = model.params["embeddings"]["weight"][[vocab[word + "</w>"] for _, word in chosen]]  # [words, dim]
+    centred = rows - rows.mean(axis=0)
+    _, singular, directions = np.linalg.svd(centred, full_matrices=False)
+    xy = centred @ directions[:2].T  # [words, 2]
+    share = singular[:2] ** 2 / np.sum(singular ** 2)
+    fig, axis = plt.subplots(figsize=(8, 6))
+    for colour, kind in zip(plt.cm.tab10.colors, MAP_WORDS):
+        points = np.array([xy[i] for i, (k, _) in enumerate(chosen) if k == kind])
+        axis.scatter(points[:, 0], points[:, 1], color=colour, label=kind)
+    for (_, word), (x, y) in zip(chosen, xy):
+        axis.annotate(word, (x, y), textcoords="offset points", xytext=(3, 3), fontsize=8)
+    axis.set_xlabel(f"first principal direction ({share[0]:.0%} of the spread)")
+    axis.set_ylabel(f"second principal direction ({share[1]:.0%} of the spread)")
+    axis.set_title(f"{len(chosen)} word rows of the trained model ({rows.shape[1]} numbers each), in 2-D")
+    axis.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -195,8 +231,78 @@ def mask_matrix(plt):
         axis.set_title(title, fontsize=10)
         axis.set_xlabel(xlabel)
         axis.set_ylabel(ylabel)
-        axis.set_xticks(range(matrix.shape[1]))
-        axis.set_yticks(range(matrix.shape[0]))
+        axis.set_xticks(range(matrix.shape[1]), range(1, matrix.shape[1] + 1))  # 1-based, like the titles
+        axis.set_yticks(range(matrix.shape[0]), range(1, matrix.shape[0] + 1))
+    fig.tight_layout()
+    return fig
+
+
+@figure
+def attention_heads(plt):
+    """Lesson 3 §6: every head of every layer of the trained model on one sentence. Left: the weights; right: each
+    head minus its column average (the mean weight its queries give each key), which separates a key every query
+    looks at (a sink, or a word the head broadcasts) from a link between two particular tokens."""
+    model, tokenizer = trained("FlaubertModel")
+    tokens, weights, _, _ = elle_attention(model, tokenizer)
+    labels = [t.replace("</w>", "") for t in tokens]
+    n_layers, n_heads = weights.shape[:2]
+    contrast = weights - weights.mean(axis=2, keepdims=True)  # [layers, heads, queries, keys]
+    limit = float(np.abs(contrast).max())
+    fig, axes = plt.subplots(n_layers, 2 * n_heads, figsize=(2.1 * 2 * n_heads + 1.5, 2.2 * n_layers + 1.2))
+    for layer in range(n_layers):
+        for head in range(n_heads):
+            for side, (matrix, cmap, low, high) in enumerate([(weights, "viridis", 0, 1),
+                                                             (contrast, "RdBu_r", -limit, limit)]):
+                axis = axes[layer, side * n_heads + head]
+                image = axis.imshow(matrix[layer, head], cmap=cmap, vmin=low, vmax=high)
+                axis.set_title(f"layer {layer}, head {head}", fontsize=8)
+                last_row, first_column = layer == n_layers - 1, head == 0
+                axis.set_xticks(range(len(labels)), labels if last_row else [], rotation=90, fontsize=6)
+                axis.set_yticks(range(len(labels)), labels if first_column else [], fontsize=6)
+                if side == 0 and layer == 0 and head == 0:
+                    weight_image = image
+                if side == 1 and layer == 0 and head == 0:
+                    contrast_image = image
+    fig.colorbar(weight_image, ax=axes[:, :n_heads], shrink=0.6, label="attention weight (query row → key column)")
+    fig.colorbar(contrast_image, ax=axes[:, n_heads:], shrink=0.6, label="weight − its column's average")
+    fig.suptitle(f"« {ELLE_SENTENCE} » in the trained model: rows look at columns")
+    return fig
+
+
+@figure
+def masking(plt):
+    """Lesson 3 §6: what the trained model was trained to do. Words of a sentence are hidden behind the mask token
+    (as scripts/train_tiny.py hides 15 % of each training row), and the model guesses each one from the rest."""
+    from minflaubert.nn import layers
+
+    model, tokenizer = trained()
+    ids = tokenizer(ELLE_SENTENCE, return_tensors="np")["input_ids"]
+    tokens = [t.replace("</w>", "") for t in tokenizer.convert_ids_to_tokens(ids[0])]
+    words = np.arange(1, ids.shape[1] - 1)  # not <s> and </s>: they are never hidden
+    hidden = np.sort(np.random.default_rng(3).choice(words, size=max(1, round(0.15 * len(words))), replace=False))
+    inputs = ids.copy()
+    inputs[0, hidden] = tokenizer.mask_token_id
+    probabilities = layers.softmax(model(inputs).logits[0, hidden])  # [hidden, vocab]
+    fig, axis = plt.subplots(figsize=(13, 3.6))
+    axis.set_xlim(-0.6, len(tokens) - 0.4)
+    axis.set_ylim(-4.2, 2.6)
+    axis.axis("off")
+    box = dict(boxstyle="round,pad=0.3", lw=0.8)
+    for j, token in enumerate(tokens):
+        axis.text(j, 2, token, ha="center", va="center", fontsize=10, bbox={**box, "fc": "white"})
+        masked = j in hidden
+        axis.text(j, 1, "<special1>" if masked else token, ha="center", va="center", fontsize=8 if masked else 10,
+                  bbox={**box, "fc": "tab:orange" if masked else "white", "alpha": 0.9})
+    for j, row in zip(hidden, probabilities):
+        for rank, i in enumerate(np.argsort(-row)[:3]):
+            guess = tokenizer.convert_ids_to_tokens(int(i)).replace("</w>", "")
+            right = guess == tokens[j]
+            axis.text(j, -0.2 - 1.2 * rank, f"{guess}\n{row[i]:.2f}", ha="center", va="center", fontsize=9,
+                      bbox={**box, "fc": "tab:green" if right else "0.9", "alpha": 0.8})
+    for y, label in [(2, "the sentence"), (1, "what the model reads"), (-1.4, "its 3 likeliest words\n(probability)")]:
+        axis.text(-0.7, y, label, ha="right", va="center", fontsize=9)
+    axis.set_title(f"masked-word training: {len(hidden)} of the {len(words)} tokens hidden (orange); "
+                   "green: a guess equal to the hidden word", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -227,13 +333,15 @@ def prenorm_postnorm(plt):
     """Lesson 4: the spread of the residual stream through a deep stack. Post-norm renormalises after every
     sub-layer (std stays at the LayerNorm's scale); pre-norm keeps adding to a stream nothing rescales. The random
     linear weights are drawn with variance 1 / fan-in, so each sub-layer adds a correction of its input's size
-    (the fixtures' 0.02 init would add almost nothing and hide the effect)."""
+    (the fixtures' 0.02 init would add almost nothing and hide the effect). Third panel: why that growth helps
+    training (lesson 4 §4): the same 1 % nudge of every weight moves a deep post-norm stack's output more."""
     from minflaubert import FlaubertConfig, FlaubertModel
+    from minflaubert.nn import layers
 
     n_layers = 6 if QUICK else 24
     ids = np.arange(5, 37)[None, :]
     rng = np.random.default_rng(0)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (left, right, third) = plt.subplots(1, 3, figsize=(16, 4))
     for pre_norm, colour in [(False, "tab:blue"), (True, "tab:red")]:
         config = FlaubertConfig(vocab_size=64, emb_dim=64, n_layers=n_layers, n_heads=4, pre_norm=pre_norm)
         model = FlaubertModel(config, seed=1)
@@ -252,6 +360,17 @@ def prenorm_postnorm(plt):
     right.set_xlabel("activation value")
     right.set_title("every activation of the last hidden state")
     right.legend()
+    output_change = lesson_namespace("04", 7)["output_change"]
+    depths = [1, 2, 4] if QUICK else [1, 2, 4, 8, 16, 32, 64]
+    for layer, name, colour in [(layers.post_norm_layer, "post-norm", "tab:blue"),
+                                (layers.pre_norm_layer, "pre-norm", "tab:red")]:
+        third.plot(depths, [output_change(layer, depth, seeds=2 if QUICK else 6) for depth in depths], marker="o",
+                   color=colour, label=name)
+    third.set_xscale("log", base=2)
+    third.set_xlabel("layers in the stack")
+    third.set_ylabel("relative change of the output")
+    third.set_title("output change after a 1 % nudge of every weight")
+    third.legend()
     fig.tight_layout()
     return fig
 

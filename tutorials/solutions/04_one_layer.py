@@ -15,6 +15,10 @@ post = FlaubertModel.from_pretrained("tests/fixtures/tiny-model")
 x = np.random.default_rng(0).normal(3, 5, size=(4, 32)).astype(np.float32)
 plain = layers.layer_norm(x, {"weight": np.ones(32, np.float32), "bias": np.zeros(32, np.float32)}, 1e-12)
 assert np.allclose(plain.mean(axis=-1), 0, atol=1e-5) and np.allclose(plain.std(axis=-1), 1, atol=1e-4)
+print(f"LayerNorm, weight 1 and bias 0: means within {np.abs(plain.mean(axis=-1)).max():.0e} of 0, "
+      f"stds within {np.abs(plain.std(axis=-1) - 1).max():.0e} of 1")
+print("why: each vector has its own mean subtracted and is divided by its own standard deviation; the weight "
+      "and bias (1 and 0 here) are what let a trained model move away from mean 0 and std 1")
 
 
 # 2. The tanh approximation of GELU inside layer 0 of the trained model (pre-norm): the change in the layer's output.
@@ -46,4 +50,5 @@ dim = post.config.emb_dim
 count = sum(a.size for name, a in post.weights.items()
             if name.split(".")[0] in ("attentions", "ffns", "layer_norm1", "layer_norm2") and name.split(".")[1] == "0")
 assert count == 12 * dim ** 2 + 13 * dim, count
-print("parameters of one layer:", count)
+print("parameters of one layer:", count, "= 12 dim² + 13 dim with dim =", dim)
+print("why: 4 attention projections (4 dim² + 4 dim), the FFN (8 dim² + 5 dim), 2 LayerNorms (4 dim)")
