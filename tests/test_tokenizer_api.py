@@ -154,6 +154,8 @@ CALLS = {
     "truncated pair": ((TEXT, SHORT), dict(max_length=9, truncation=True)),
     "truncated pair, only_second": ((SHORT, TEXT), dict(max_length=9, truncation="only_second")),
     "truncated": ((TEXT,), dict(max_length=5)),
+    "only_second on a single text": ((TEXT,), dict(max_length=5, truncation="only_second")),
+    "only_first on a pair": ((TEXT, SHORT), dict(max_length=7, truncation="only_first")),
 }
 
 

@@ -17,7 +17,7 @@ import textwrap
 from unittest import mock
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from minflaubert import FlaubertTokenizer
@@ -118,8 +118,12 @@ def test_a_safe_prefix_has_the_first_words_and_a_safe_suffix_the_last(text):
 
 
 def _whole_then_truncated(tok, *args, **kwargs):
-    """What the tokenizer gives when it tokenizes all the text before cutting (its first guess is the whole)."""
-    with mock.patch.object(tokenizer_module, "CHARS_PER_TOKEN_GUESS", 10 ** 12):
+    """What the tokenizer gives when it tokenizes all the text before cutting (no segment gets a limit)."""
+    encode_input = FlaubertTokenizer._encode_input
+
+    def without_limit(self, text, with_offsets, limit, from_end):
+        return encode_input(self, text, with_offsets, None, from_end)
+    with mock.patch.object(FlaubertTokenizer, "_encode_input", without_limit):
         return tok(*args, **kwargs)
 
 
@@ -141,6 +145,8 @@ sides = st.sampled_from(["right", "left"])
 
 
 @given(tricky_text, st.none() | tricky_text, st.integers(1, 12), strategies, sides)
+@example("Le chat dort sur le tapis rouge.", None, 5, "only_second", "right")  # a single text: not truncated
+@example("Le chat dort sur le tapis rouge.", "Le", 6, "only_first", "left")
 def test_truncation_equals_tokenizing_everything_then_cutting_random_text(text, pair, max_length, truncation, side):
     _check_truncation(TINY, text, pair, max_length, truncation, side)
 
@@ -208,11 +214,11 @@ def test_truncation_of_pre_split_words(words, max_length, side):
 # A 1 MB word and a 50 MB line: seconds and under 1 GiB
 # ---------------------------------------------------------------------------------------------------------------------
 
-TEXTS = {
-    "a 1 MB word": "('anticonstitutionnellement' * 40_000)[:1_000_000]",
-    "a word at the limit": f"''.join(random.choice('abcdefghijklmnopqrstuvwxyzéèà') for _ in range({MAX_WORD_CHARS}))",
+TEXTS = {  # a repeated word would not do: BPE merges all its periods at once
+    "a 1 MB word": "''.join(random.choice(LETTERS) for _ in range(1_000_000))",
+    "a word at the limit": f"''.join(random.choice(LETTERS) for _ in range({MAX_WORD_CHARS}))",
     "a 50 MB line": "(' '.join(WORDS) + ' ') * (50_000_000 // 73)",
-    "a 1 MB word glued from words": "(''.join(WORDS) * 20_000)[:1_000_000]",
+    "1 MB of words glued by punctuation": "''.join(random.choice(WORDS) for _ in range(150_000))",
 }
 
 
@@ -225,6 +231,7 @@ def test_long_texts_tokenize_and_embed_in_seconds_under_a_gigabyte(name):
         random.seed(0)
         # 73 characters, spaces included
         WORDS = "Le chat dort sur le tapis, l'été venu ; M. Dupont arrive. «Déjà?» dit-il".split()
+        LETTERS = "abcdefghijklmnopqrstuvwxyzéèà"
         text = {TEXTS[name]}
         tok = FlaubertTokenizer.from_pretrained({str(FIXTURES / "tiny-tokenizer")!r})
         for side in ("right", "left"):

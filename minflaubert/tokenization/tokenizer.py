@@ -43,10 +43,11 @@ from .moses import moses_tokenize, normalize, prefix_end, suffix_start
 from .offsets import align_words, piece_spans
 
 # The per-word cache keeps the most recently used words, so that a corpus job's memory does not grow with its corpus.
-# 65,536 words of at most 64 characters (longer ones are rare and not cached) hold ~1,000 bytes each at worst: the
-# cache stays under ~70 MB, and French text has ~99 % of its words among its 65,536 most frequent.
+# 65,536 words of at most 32 characters (longer ones are rare and not cached): under 100 MB even when every word is
+# 32 random letters cut into many pieces (benchmarks/README.md), and French text has ~99 % of its running words among
+# its 65,536 most frequent.
 WORD_CACHE_SIZE = 2 ** 16
-CACHED_WORD_CHARS = 64
+CACHED_WORD_CHARS = 32
 # Truncation tokenizes a first guess of this many characters per token needed, then twice as many... (_plain_span)
 CHARS_PER_TOKEN_GUESS = 8
 
@@ -362,16 +363,12 @@ class FlaubertTokenizer:
         if need is not None:
             size = CHARS_PER_TOKEN_GUESS * need + 16
             while size < end - start:
-                if from_end:
-                    cut = suffix_start(text, start, size, end)
-                    part = None if cut is None else self._plain_tokens(text, cut, end, with_offsets)
-                else:
-                    cut = prefix_end(text, start, size, end)
-                    part = None if cut is None else self._plain_tokens(text, start, cut, with_offsets)
-                if part is None or len(part[0]) >= need:
-                    if part is not None:
-                        return part
-                    break  # no place to cut beyond the guess: the whole span
+                cut = suffix_start(text, start, size, end) if from_end else prefix_end(text, start, size, end)
+                if cut is None:
+                    break  # nowhere to cut beyond the guess: the whole span
+                part = self._plain_tokens(text, *((cut, end) if from_end else (start, cut)), with_offsets)
+                if len(part[0]) >= need:
+                    return part
                 size *= 2
         return self._plain_tokens(text, start, end, with_offsets)
 
@@ -567,7 +564,7 @@ class FlaubertTokenizer:
         def encode(segment, segment_limit):
             return None if segment is None else self._encode_input(segment, with_offsets, segment_limit, from_end)
 
-        if truncation == "only_second" and text_pair is not None:
+        if truncation == "only_second":  # (a single text is not truncated at all)
             first = encode(text, None)
             second = encode(text_pair, limit(first))
         elif truncation == "only_first":
