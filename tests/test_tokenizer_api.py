@@ -233,3 +233,16 @@ def test_added_tokens_equal_transformers(ours, theirs, transformers, tmp_path):
         ours, theirs = FlaubertTokenizer.from_pretrained(folder), transformers.FlaubertTokenizer.from_pretrained(
             str(folder))
         both(lambda t: (len(t), t.tokenize(text), dict(t(text)), t.eos_token, t.eos_token_id, t.all_special_tokens))
+
+
+@pytest.mark.parametrize("options", [dict(mask_token="<mask>", additional_special_tokens=["<a>"]),
+                                     dict(extra_special_tokens=["<b>"], bos_token="<bos>"), dict(eos_token="</s>")],
+                         ids=lambda options: ",".join(options))
+def test_special_tokens_given_at_loading_equal_transformers(transformers, options, tmp_path):
+    theirs = transformers.FlaubertTokenizer.from_pretrained(str(FOLDER), **options)
+    ours = FlaubertTokenizer.from_pretrained(FOLDER, **options)
+    for _ in range(2):  # as loaded, then saved and reloaded
+        assert (ours.mask_token_id, ours.eos_token_id, ours.all_special_tokens, len(ours)) == (
+            theirs.mask_token_id, theirs.eos_token_id, theirs.all_special_tokens, len(theirs))
+        _same(ours, theirs, "<a> <b> <mask> le <bos>")
+        ours = FlaubertTokenizer.from_pretrained(ours.save_pretrained(tmp_path)[0].rsplit("/", 1)[0])

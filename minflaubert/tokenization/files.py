@@ -34,7 +34,7 @@ ADDITIONAL_SPECIAL_TOKENS = [f"<special{i}>" for i in range(10)]
 SPECIAL_ROLES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 # The settings tokenizer_config.json holds, which from_pretrained's keywords may override.
 TOKENIZER_SETTINGS = ("do_lowercase", "model_max_length", "clean_up_tokenization_spaces", "padding_side",
-                      "truncation_side")
+                      "truncation_side", *SPECIAL_ROLES, "extra_special_tokens", "additional_special_tokens")
 
 
 def read_vocab(path: str | os.PathLike) -> dict[str, int]:
@@ -69,7 +69,7 @@ def read_tokenizer_settings(folder: str) -> dict:
         "clean_up_tokenization_spaces": config.get("clean_up_tokenization_spaces", False),
         "padding_side": config.get("padding_side", "right"),
         "truncation_side": config.get("truncation_side", "right"),
-        "special_tokens": {role: config[role] for role in SPECIAL_ROLES if isinstance(config.get(role), str)},
+        **{role: config[role] for role in SPECIAL_ROLES if isinstance(config.get(role), str)},
         "extra_special_tokens": _token_list(config, config_file),
     }
 

@@ -63,8 +63,10 @@ class FlaubertTokenizer:
         clean_up_tokenization_spaces: let :meth:`decode` glue ``" ."``, ``" ,"``, ``" ?"``, ``" !"`` to the word before.
         padding_side, truncation_side: ``"right"`` (default) or ``"left"``: where padding goes, which end truncation
             cuts. Attributes of the same names may be changed later, as in transformers.
-        special_tokens: ``{role: token}`` overriding :data:`.files.SPECIAL_TOKENS` (``eos_token``... as saved).
-        extra_special_tokens: the additional special tokens (default ``<special0>`` ... ``<special9>``).
+        bos_token, eos_token, unk_token, sep_token, pad_token, cls_token, mask_token: the special tokens, as
+            transformers names them (defaults: :data:`.files.SPECIAL_TOKENS`; FlauBERT has no ``eos_token``).
+        extra_special_tokens: the additional special tokens (default ``<special0>`` ... ``<special9>``);
+            ``additional_special_tokens`` is transformers 4's name for them.
         added_tokens: ``{token: id}`` of tokens added to the vocabulary (``added_tokens.json``).
 
     Words are BPE-split once and then found in a cache of the :data:`WORD_CACHE_SIZE` most recently used words (of
@@ -83,8 +85,15 @@ class FlaubertTokenizer:
         clean_up_tokenization_spaces: bool = False,
         padding_side: str = "right",
         truncation_side: str = "right",
-        special_tokens: dict[str, str] | None = None,
+        bos_token: str = SPECIAL_TOKENS["bos_token"],
+        eos_token: str | None = None,
+        unk_token: str = SPECIAL_TOKENS["unk_token"],
+        sep_token: str = SPECIAL_TOKENS["sep_token"],
+        pad_token: str = SPECIAL_TOKENS["pad_token"],
+        cls_token: str = SPECIAL_TOKENS["cls_token"],
+        mask_token: str = SPECIAL_TOKENS["mask_token"],
         extra_special_tokens: Sequence[str] | None = None,
+        additional_special_tokens: Sequence[str] | None = None,
         added_tokens: dict[str, int] | None = None,
     ):
         for argument, path in (("vocab_file", vocab_file), ("merges_file", merges_file)):
@@ -105,10 +114,14 @@ class FlaubertTokenizer:
         # Bounded caches (functools' LRU): word -> (BPE pieces, their ids); original character -> its normalisation.
         self._cached_word = functools.lru_cache(maxsize=WORD_CACHE_SIZE)(self._split_word)
         self._normalise_unit = functools.lru_cache(maxsize=WORD_CACHE_SIZE)(self._normalise_unit_uncached)
+        roles = dict(bos_token=bos_token, eos_token=eos_token, unk_token=unk_token, sep_token=sep_token,
+                     pad_token=pad_token, cls_token=cls_token, mask_token=mask_token)
         for role in SPECIAL_ROLES:
-            setattr(self, role, {**SPECIAL_TOKENS, **(special_tokens or {})}.get(role))
-        self.extra_special_tokens = list(ADDITIONAL_SPECIAL_TOKENS if extra_special_tokens is None
-                                         else extra_special_tokens)
+            if roles[role] is not None or role != "eos_token":  # only eos_token may be absent
+                check_text(roles[role], role)
+            setattr(self, role, roles[role])
+        extra = extra_special_tokens if extra_special_tokens is not None else additional_special_tokens
+        self.extra_special_tokens = list(ADDITIONAL_SPECIAL_TOKENS if extra is None else extra)
         self._set_special_tokens()
 
     def _set_special_tokens(self) -> None:
@@ -144,6 +157,8 @@ class FlaubertTokenizer:
         hub_options = {name: value for name, value in kwargs.items() if name in HUB_OPTIONS}
         folder = os.fspath(resolve_name(pretrained_model_name_or_path, "tokenizer", **hub_options))
         settings = read_tokenizer_settings(folder)
+        if "additional_special_tokens" in kwargs:  # transformers 4's name overrides the saved list too
+            kwargs["extra_special_tokens"] = kwargs.pop("additional_special_tokens")
         settings.update({name: value for name, value in kwargs.items() if name in TOKENIZER_SETTINGS})
         return cls(os.path.join(folder, "vocab.json"), os.path.join(folder, "merges.txt"),
                    added_tokens=read_added_tokens(folder), **settings)
