@@ -5,7 +5,9 @@ Padding and truncation sides, ``stride`` and overflowing tokens, ``pad_to_multip
 their save and reload through ``added_tokens.json``: each compared with transformers 5.23 on the same folder, values
 *and* key order. The asset-free tests at the top pin the behaviour and the errors without transformers.
 """
+import copy
 import json
+import pickle
 import re
 import warnings
 
@@ -89,6 +91,15 @@ def test_added_tokens_are_kept_whole_saved_and_reloaded(ours, tmp_path):
     again = FlaubertTokenizer.from_pretrained(tmp_path)
     assert again.get_vocab() == ours.get_vocab() and again.tokenize("chatbot") == ["chatbot"]
     assert len(FlaubertTokenizer.from_pretrained(FOLDER).save_pretrained(tmp_path / "plain")) == 3
+
+
+def test_a_tokenizer_pickles_and_copies(ours):
+    ours.add_tokens("chatbot")
+    ours(TEXT)  # something in the caches
+    for again in (pickle.loads(pickle.dumps(ours)), copy.deepcopy(ours)):
+        assert again(TEXT + " chatbot", return_offsets_mapping=True) == ours(TEXT + " chatbot",
+                                                                            return_offsets_mapping=True)
+        assert again._cached_word.__wrapped__.__self__ is again  # its own cache, rebuilt
 
 
 # ---------------------------------------------------------------------------------------------------------------------

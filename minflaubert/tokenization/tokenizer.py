@@ -44,8 +44,8 @@ from .offsets import align_words, piece_spans
 
 # The per-word cache keeps the most recently used words, so that a corpus job's memory does not grow with its corpus.
 # 65,536 words of at most 32 characters (longer ones are rare and not cached): under 100 MB even when every word is
-# 32 random letters cut into many pieces (benchmarks/README.md), and French text has ~99 % of its running words among
-# its 65,536 most frequent.
+# 32 random letters cut into many pieces (benchmarks/README.md), while a text's frequent words, which make most of
+# its running words, stay in it.
 WORD_CACHE_SIZE = 2 ** 16
 CACHED_WORD_CHARS = 32
 # Truncation tokenizes a first guess of this many characters per token needed, then twice as many... (_plain_span)
@@ -111,9 +111,7 @@ class FlaubertTokenizer:
         # tokens added by add_tokens/add_special_tokens -> id
         self.added_tokens_encoder: dict[str, int] = dict(added_tokens or {})
         self.decoder.update({i: token for token, i in self.added_tokens_encoder.items()})
-        # Bounded caches (functools' LRU): word -> (BPE pieces, their ids); original character -> its normalisation.
-        self._cached_word = functools.lru_cache(maxsize=WORD_CACHE_SIZE)(self._split_word)
-        self._normalise_unit = functools.lru_cache(maxsize=WORD_CACHE_SIZE)(self._normalise_unit_uncached)
+        self._make_caches()
         roles = dict(bos_token=bos_token, eos_token=eos_token, unk_token=unk_token, sep_token=sep_token,
                      pad_token=pad_token, cls_token=cls_token, mask_token=mask_token)
         for role in SPECIAL_ROLES:
@@ -137,6 +135,21 @@ class FlaubertTokenizer:
         # split. Longest first, so that a token that is a prefix of another cannot win.
         by_length = sorted({*self.all_special_tokens, *self.added_tokens_encoder}, key=len, reverse=True)
         self._special_pattern = re.compile("|".join(map(re.escape, by_length)))
+
+    def _make_caches(self) -> None:
+        """Bounded caches (functools' LRU): word -> (BPE pieces, their ids); original character -> its normalisation."""
+        self._cached_word = functools.lru_cache(maxsize=WORD_CACHE_SIZE)(self._split_word)
+        self._normalise_unit = functools.lru_cache(maxsize=WORD_CACHE_SIZE)(self._normalise_unit_uncached)
+
+    def __getstate__(self) -> dict:
+        """Pickling (multiprocessing, ``datasets.map``) leaves the caches behind: they start empty on the other side."""
+        state = dict(self.__dict__)
+        del state["_cached_word"], state["_normalise_unit"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._make_caches()
 
     # transformers 4's name for the extra special tokens
     additional_special_tokens = property(lambda self: self.extra_special_tokens,
