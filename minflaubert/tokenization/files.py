@@ -126,8 +126,8 @@ def write_tokenizer_files(folder: str | os.PathLike, vocab: dict[str, int], merg
         "padding_side": padding_side,
         "truncation_side": truncation_side,
         **(SPECIAL_TOKENS if special_tokens is None else special_tokens),
+        # subtle: not under transformers 5's name, extra_special_tokens, which transformers 4 reads as a dict
         "additional_special_tokens": list(additional_special_tokens),
-        "extra_special_tokens": list(additional_special_tokens),  # transformers 5's name for them
     }
     with open(paths[2], "w", encoding="utf-8") as f:
         f.write(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
