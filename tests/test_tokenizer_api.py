@@ -236,6 +236,7 @@ def test_added_tokens_equal_transformers(ours, theirs, transformers, tmp_path):
     both(lambda t: dict(t(text, return_special_tokens_mask=True)))
     both(lambda t: [t.decode(t(text)["input_ids"], skip_special_tokens=skip) for skip in (False, True)])
     both(lambda t: (t.convert_ids_to_tokens(list(range(420, 432))), t.get_vocab()))
+    both(lambda t: (t.add_tokens(["<y>"], special_tokens=True), t.all_special_tokens, t.extra_special_tokens))
     mine, reference = tmp_path / "ours", tmp_path / "theirs"
     assert [p.rsplit("/", 1)[-1] for p in ours.save_pretrained(mine)] == [
         p.rsplit("/", 1)[-1] for p in theirs.save_pretrained(str(reference))]
