@@ -80,6 +80,13 @@ def test_bad_sides_and_inputs_name_themselves(ours):
         ours.add_tokens([3])
 
 
+def test_a_batch_where_some_rows_overflow(ours):
+    """transformers 5.23 fails (AssertionError) and 4.57.6 gives a negative count: [] and 0 here."""
+    batch = ours([TEXT, "Le"], max_length=6, return_overflowing_tokens=True)
+    assert batch["overflowing_tokens"][1] == [] and batch["num_truncated_tokens"] == [10, 0]
+    assert batch["overflowing_tokens"][0] == ours.encode(TEXT, add_special_tokens=False)[4:]
+
+
 def test_added_tokens_are_kept_whole_saved_and_reloaded(ours, tmp_path):
     assert ours.add_tokens(["chatbot", "tapis rouge"]) == 2 and ours.add_tokens("chatbot") == 0
     assert ours.tokenize("Le chatbot, tapis rouge")[1:4] == ["chatbot", ",</w>", "tapis rouge"]
