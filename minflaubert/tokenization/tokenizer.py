@@ -43,9 +43,9 @@ from .moses import moses_tokenize, normalize, prefix_end, suffix_start
 from .offsets import align_words, piece_spans
 
 # The per-word cache keeps the most recently used words, so that a corpus job's memory does not grow with its corpus.
-# 65,536 words of at most 32 characters (longer ones are rare and not cached): under 100 MB even when every word is
-# 32 random letters cut into many pieces (benchmarks/README.md), while a text's frequent words, which make most of
-# its running words, stay in it.
+# 65,536 words of at most 32 characters (longer ones are rare and not cached): 45 MB when every word is 32 random
+# Latin letters, ~230 MB at worst if every piece were an unknown letter (benchmarks/README.md), while a text's
+# frequent words, which make most of its running words, stay in it.
 WORD_CACHE_SIZE = 2 ** 16
 CACHED_WORD_CHARS = 32
 # Truncation tokenizes a first guess of this many characters per token needed, then twice as many... (_plain_span)
@@ -138,13 +138,14 @@ class FlaubertTokenizer:
 
     def _make_caches(self) -> None:
         """Bounded caches (functools' LRU): word -> (BPE pieces, their ids); original character -> its normalisation."""
+        self._known_pieces = {token: token for token in self.encoder}
         self._cached_word = functools.lru_cache(maxsize=WORD_CACHE_SIZE)(self._split_word)
         self._normalise_unit = functools.lru_cache(maxsize=WORD_CACHE_SIZE)(self._normalise_unit_uncached)
 
     def __getstate__(self) -> dict:
         """Pickling (multiprocessing, ``datasets.map``) leaves the caches behind: they start empty on the other side."""
         state = dict(self.__dict__)
-        del state["_cached_word"], state["_normalise_unit"]
+        del state["_cached_word"], state["_normalise_unit"], state["_known_pieces"]
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -330,7 +331,9 @@ class FlaubertTokenizer:
         return self._split_word(word) if len(word) > CACHED_WORD_CHARS else self._cached_word(word)
 
     def _split_word(self, word: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
-        symbols = split_word(word, self.bpe_ranks)
+        # subtle: the cache keeps the vocabulary's own string for each known piece, not a new copy of it (a word of
+        # 32 one-letter pieces would otherwise hold 32 new strings: 225 MB for a full cache of Cyrillic letters)
+        symbols = tuple(self._known_pieces.get(s, s) for s in split_word(word, self.bpe_ranks))
         return symbols, tuple(self.encoder.get(s, self.unk_token_id) for s in symbols)
 
     # -- text -> tokens ------------------------------------------------------------------------------------------------
