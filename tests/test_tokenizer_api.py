@@ -61,13 +61,19 @@ def test_bad_arguments_name_themselves(ours, kwargs, error, argument):
         ours(TEXT, **kwargs)
 
 
-def test_bad_sides_and_inputs_name_themselves(ours):
+def test_bad_sides_and_inputs_name_themselves(ours, tmp_path):
     ours.truncation_side = "middle"
     with pytest.raises(ValueError, match="truncation_side"):
         ours(TEXT, max_length=4)
     with pytest.raises(ValueError, match="padding_side"):
         FlaubertTokenizer.from_pretrained(FOLDER, padding_side="up")
     ours.truncation_side = "right"
+    config = json.loads((FOLDER / "tokenizer_config.json").read_text())
+    for name in ("vocab.json", "merges.txt"):
+        (tmp_path / name).write_bytes((FOLDER / name).read_bytes())
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({**config, "truncation_side": "up"}))
+    with pytest.raises(ValueError, match="tokenizer_config.json: truncation_side"):
+        FlaubertTokenizer.from_pretrained(tmp_path)
     with pytest.raises(ValueError, match="empty list of words"):
         ours([], is_split_into_words=True)
     with pytest.raises(ValueError, match=r"text\[0\]"):

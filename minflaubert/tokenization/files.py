@@ -59,6 +59,9 @@ def read_tokenizer_settings(folder: str) -> dict:
     config_file = os.path.join(folder, "tokenizer_config.json")
     if os.path.isfile(config_file):
         config = _read_json_object(config_file, "tokenizer_config", "of settings")
+    for side in ("padding_side", "truncation_side"):
+        if config.get(side, "right") not in ("right", "left"):
+            raise ValueError(f"{config_file}: {side} must be 'right' or 'left', not {config[side]!r}")
     tokenizer_class = str(config.get("tokenizer_class") or "FlaubertTokenizer")
     if not tokenizer_class.startswith("Flaubert"):  # a CamemBERT's or a BERT's: other rules, other vocabulary
         raise ValueError(f"{config_file} is for a {tokenizer_class}, not FlauBERT's tokenizer: minflaubert "
