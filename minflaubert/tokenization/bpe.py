@@ -42,7 +42,8 @@ END_OF_WORD = "</w>"  # marks a word's last symbol, so that "la" inside "malade"
 _NO_MERGE = float("inf")  # the "rank" of a pair that is not in merges.txt
 SHORT_WORD_CHARS = 16  # up to this length the plain loop of bpe() is faster than the heap of bpe_heap()
 # Longer words stay one piece, which no vocabulary holds (<unk>): 100,000 characters take bpe_heap ~1 s and
-# ~30 MB. No French word comes near (a URL or a base64 blob might); transformers would merge them in O(n²).
+# ~15 MB (benchmarks/README.md). No French word comes near (a URL or a base64 blob might); transformers would merge
+# them in O(n²).
 MAX_WORD_CHARS = 100_000
 
 
