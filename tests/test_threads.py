@@ -80,7 +80,7 @@ def test_threads_sharing_a_tokenizer_and_pipelines():
         return tokenizer(text, return_offsets_mapping=True), ner(text)
 
     alone = [both(text) for text in texts]
-    tokenizer._cache.clear()  # subtle: a cold cache, filled by all the threads at once
+    tokenizer._cached_word.cache_clear()  # subtle: a cold cache, filled by all the threads at once
     with ThreadPoolExecutor(THREADS) as pool:
         together = list(pool.map(both, texts))
     assert [dict(encoding) for encoding, _ in together] == [dict(encoding) for encoding, _ in alone]

@@ -128,12 +128,13 @@ class Pipeline:
         reads the rest, and a silent cut would look like an answer about the whole text."""
         if not isinstance(text, str) or not (text_pair is None or isinstance(text_pair, str)):
             raise TypeError(f"{self.task} takes str inputs, got {type(text).__name__}")
-        encoding = self.tokenizer(text, text_pair, **kwargs)
-        n_tokens = len(encoding["input_ids"])
-        if n_tokens <= self.max_length:
+        # subtle: cut at one token more than the model takes, which tells whether the text is longer without
+        # tokenizing all of it (a 50 MB line costs what its first tokens cost)
+        encoding = self.tokenizer(text, text_pair, **{**kwargs, "truncation": True, "max_length": self.max_length + 1})
+        if len(encoding["input_ids"]) <= self.max_length:
             return encoding
-        warnings.warn(f"{self.task}: a text of {n_tokens} tokens ({text[:30]!r}...) is cut to the model's "
-                      f"{self.max_length}: the rest of it is not read", TextCutWarning, stacklevel=4)
+        warnings.warn(f"{self.task}: a text of more than {self.max_length} tokens ({text[:30]!r}...) is cut to the "
+                      f"model's {self.max_length}: the rest of it is not read", TextCutWarning, stacklevel=4)
         return self.tokenizer(text, text_pair, **{**kwargs, "truncation": True, "max_length": self.max_length})
 
     # -- what each task writes --

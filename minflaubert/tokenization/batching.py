@@ -4,10 +4,12 @@ A model runs on rectangles: a batch is ``(batch, seq_len)`` ids, every row as lo
 the model accepts. The tokenizer's ``__call__`` takes transformers' arguments for this and gives what transformers
 gives, error for error; this file holds the rules, apart from the text -> ids work:
 
-- :func:`batch_inputs`: one text or a list of them, with an optional second segment (a pair) for each;
+- :func:`batch_inputs`: one text or a list of them, with an optional second segment (a pair) for each, as strings or
+  as lists of words (``is_split_into_words``);
 - :func:`resolve_strategies`: ``padding`` / ``truncation`` / ``max_length`` checked and turned into one strategy each;
 - :func:`truncated_lengths`: how many tokens each segment of a pair keeps;
-- :func:`pad_rows`: ``<pad>`` tokens appended (on the right) and the ``attention_mask`` that marks the real ones;
+- :func:`pad_rows`: ``<pad>`` tokens added (on the right, or the left) and the ``attention_mask`` that marks the
+  real ones;
 - :func:`collate`: the asked-for keys, as lists or int64 NumPy arrays, in a :class:`BatchEncoding`.
 """
 from __future__ import annotations
@@ -51,24 +53,66 @@ def check_text(text, argument: str) -> None:
         raise TypeError(f"{argument} must be a str, not {type(text).__name__}")
 
 
-def batch_inputs(text, text_pair) -> tuple[bool, list[str], list[str | None]]:
-    """``(is_batch, texts, pairs)``: the texts to encode and, for each, its second segment or None."""
-    if not isinstance(text, (list, tuple)):
-        check_text(text, "text")
+def check_input(value, argument: str, split: bool) -> None:
+    """A TypeError naming ``argument`` unless ``value`` is a str, or (``split``) a non-empty list of str words."""
+    if split and isinstance(value, (list, tuple)):
+        if not value:
+            raise ValueError(f"{argument}: an empty list of words (is_split_into_words=True)")
+        for i, word in enumerate(value):
+            check_text(word, f"{argument}[{i}]")
+    else:
+        check_text(value, argument)
+
+
+def batch_inputs(text, text_pair, split: bool = False) -> tuple[bool, list, list]:
+    """``(is_batch, texts, pairs)``: the inputs to encode (a str, or a list of words when ``split``) and, for each,
+    its second segment or None.
+
+    As in transformers, a batch is a list of texts, or of lists of words when ``split``; a batch item that is a pair
+    ``[first, second]`` or ``(first, second)`` (a tuple only, when ``split``) gives both segments.
+    """
+    is_batch = isinstance(text, (list, tuple)) and (
+        (not text and not split)
+        or (bool(text) and split and isinstance(text[0], (list, tuple)))
+        or (bool(text) and not split and isinstance(text[0], (str, list, tuple))))
+    if not is_batch:
+        check_input(text, "text", split)
         if text_pair is not None:
-            check_text(text_pair, "text_pair")
+            check_input(text_pair, "text_pair", split)
         return False, [text], [text_pair]
-    texts = list(text)
-    for i, t in enumerate(texts):
-        check_text(t, f"text[{i}]")
-    if text_pair is None:
-        return True, texts, [None] * len(texts)
-    if not isinstance(text_pair, (list, tuple)) or len(text_pair) != len(texts):
+    if text_pair is not None and (not isinstance(text_pair, (list, tuple)) or len(text_pair) != len(text)):
         raise ValueError("text_pair must be a list as long as text when text is a batch")
-    pairs = list(text_pair)
-    for i, t in enumerate(pairs):
-        check_text(t, f"text_pair[{i}]")
+    texts, pairs = [], list(text_pair) if text_pair is not None else [None] * len(text)
+    for i, item in enumerate(text):
+        if isinstance(item, (list, tuple)) and pairs[i] is None and (not split or isinstance(item, tuple)):
+            if len(item) == 2 and all(isinstance(part, (str, list, tuple)) for part in item):
+                item, pairs[i] = item  # a pair given as one item
+            elif len(item) == 1:
+                item = item[0]
+            elif not split:
+                raise ValueError(f"text[{i}]: a batch item that is a list must be a pair of texts, "
+                                 f"got {len(item)} items")
+        check_input(item, f"text[{i}]", split)
+        if pairs[i] is not None:
+            check_input(pairs[i], f"text_pair[{i}]", split)
+        texts.append(item)
     return True, texts, pairs
+
+
+def check_side(argument: str, side) -> str:
+    """``"right"`` or ``"left"``, else a ValueError naming ``argument`` (padding_side, truncation_side)."""
+    if side not in ("right", "left"):
+        raise ValueError(f"{argument}={side!r}: use 'right' or 'left'")
+    return side
+
+
+def check_count(argument: str, value, minimum: int) -> int:
+    """An int at least ``minimum`` (stride, pad_to_multiple_of), else a TypeError/ValueError naming ``argument``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{argument} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{argument}={value}: must be at least {minimum}")
+    return int(value)
 
 
 def resolve_strategies(padding, truncation, max_length, model_max_length: int) -> tuple[str, str, int | None]:
@@ -122,14 +166,20 @@ def truncated_lengths(len_first: int, len_second: int | None, remove: int, strat
     return max(len_first - from_first, 0), max(len_second - from_second, 0)
 
 
-def pad_rows(rows: list[dict], padding: str, max_length: int | None, pad_token_id: int) -> None:
-    """Give each row its ``attention_mask`` and, as ``padding`` asks, pad every list of it on the right, in place."""
+def pad_rows(rows: list[dict], padding: str, max_length: int | None, pad_token_id: int, side: str = "right",
+             multiple: int | None = None) -> None:
+    """Give each row its ``attention_mask`` and, as ``padding`` asks, pad its token lists on ``side``, in place.
+
+    ``multiple`` rounds the padded length up to a multiple of it (``pad_to_multiple_of``; only when padding).
+    """
     if padding == "longest":
         target = max((len(r["input_ids"]) for r in rows), default=0)
     elif padding == "max_length":
         target = max_length
     else:
         target = 0
+    if target and multiple:
+        target = -(-target // multiple) * multiple
     pad_values = {"input_ids": pad_token_id, "token_type_ids": 0, "special_tokens_mask": 1,
                   "attention_mask": 0, "offset_mapping": (0, 0), "word_ids": None}
     for row in rows:
@@ -137,7 +187,8 @@ def pad_rows(rows: list[dict], padding: str, max_length: int | None, pad_token_i
         missing = target - len(row["input_ids"])
         if missing > 0:
             for key, values in row.items():
-                values.extend([pad_values[key]] * missing)  # padding_side is "right"
+                if key in pad_values:
+                    values[len(values) if side == "right" else 0:0] = [pad_values[key]] * missing
 
 
 def collate(rows: list[dict], keys: list[str], return_tensors: str | None, is_batch: bool) -> BatchEncoding:
@@ -147,7 +198,8 @@ def collate(rows: list[dict], keys: list[str], return_tensors: str | None, is_ba
         lengths = {len(row["input_ids"]) for row in rows}
         if len(lengths) > 1:
             raise ValueError("return_tensors='np' needs sequences of equal length: use padding=True")
-        data = {key: np.array(value, dtype=np.int64).reshape(len(rows), -1, *([2] * (key == "offset_mapping")))
+        data = {key: np.array(value, dtype=np.int64).reshape(
+                    len(rows), *(() if key == "length" else (-1,)), *([2] * (key == "offset_mapping")))
                 for key, value in data.items()}
     elif not is_batch:
         data = {key: value[0] for key, value in data.items()}

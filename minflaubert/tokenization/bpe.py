@@ -28,13 +28,23 @@ end up as one symbol (``été</w>``), rare ones as a few pieces (``anticonstitut
 different symbols.
 
 The tokenizer caches each word's result (words repeat a lot in text), so :func:`bpe` runs once per distinct word.
+
+Each step of that loop scans the whole word, so a word of n characters costs O(n²): nothing for ``anticonstitution``,
+half an hour for a 1 MB string without spaces. :func:`split_word`, which the tokenizer calls, gives long words to
+:func:`bpe_heap` (the same result in O(n log n)) and does not split words beyond :data:`MAX_WORD_CHARS` at all.
 """
 from __future__ import annotations
 
+import heapq
 from typing import Iterable
 
 END_OF_WORD = "</w>"  # marks a word's last symbol, so that "la" inside "malade" and the word "la" differ
 _NO_MERGE = float("inf")  # the "rank" of a pair that is not in merges.txt
+SHORT_WORD_CHARS = 16  # up to this length the plain loop of bpe() is faster than the heap of bpe_heap()
+# Longer words stay one piece, which no vocabulary holds (<unk>): 100,000 characters take bpe_heap ~1 s and
+# ~15 MB (benchmarks/README.md). No French word comes near (a URL or a base64 blob might); transformers would merge
+# them in O(n²).
+MAX_WORD_CHARS = 100_000
 
 
 def word_symbols(word: str) -> tuple[str, ...]:
@@ -81,3 +91,54 @@ def bpe(word: str, ranks: dict[tuple[str, str], int]) -> tuple[str, ...]:
             break  # no known merge left
         symbols = merge_pair(symbols, best)
     return symbols
+
+
+def bpe_heap(word: str, ranks: dict[tuple[str, str], int]) -> tuple[str, ...]:
+    """:func:`bpe`'s result in O(n log n), for long words.
+
+    The symbols become a linked list (``following[i]``: where the symbol after the one starting at character ``i``
+    starts) and every adjacent pair that is a merge goes into a heap ordered by (rank, position). Popping all the
+    entries of the lowest rank gives that merge's occurrences left to right, as :func:`merge_pair` scans them; an
+    entry whose symbols have changed since it was pushed is stale and skipped (symbols only ever grow, so a changed
+    pair never looks like the old one). Each merge pushes the at most two pairs it creates.
+    """
+    symbols = list(word_symbols(word))  # symbols[i]: the symbol starting at character i ("" once merged away)
+    n = len(symbols)
+    following = list(range(1, n + 1))  # n: no symbol after
+    preceding = list(range(-1, n - 1))  # -1: no symbol before
+
+    def rank_at(i: int):
+        """The rank of the pair (symbol at i, the next one), None if it is not a merge."""
+        j = following[i]
+        return ranks.get((symbols[i], symbols[j])) if j < n else None
+
+    heap = [(rank, i) for i in range(n - 1) if (rank := rank_at(i)) is not None]
+    heapq.heapify(heap)
+    while heap:
+        rank = heap[0][0]
+        starts = []  # this merge's occurrences, left to right (ties in the heap are ordered by position)
+        while heap and heap[0][0] == rank:
+            starts.append(heapq.heappop(heap)[1])
+        for i in starts:
+            if not symbols[i] or rank_at(i) != rank:
+                continue  # stale: merged away, or its pair changed (e.g. the second "a a" of "a a a")
+            j = following[i]
+            symbols[i], symbols[j] = symbols[i] + symbols[j], ""
+            following[i] = following[j]
+            if following[i] < n:
+                preceding[following[i]] = i
+            # subtle: the two new pairs never have this rank (a merged symbol is longer than both halves), so pushing
+            # them now cannot slip them into the occurrences being processed.
+            for k in (preceding[i], i):
+                if k >= 0 and (new_rank := rank_at(k)) is not None:
+                    heapq.heappush(heap, (new_rank, k))
+    return tuple(symbol for symbol in symbols if symbol)
+
+
+def split_word(word: str, ranks: dict[tuple[str, str], int]) -> tuple[str, ...]:
+    """The BPE pieces of one Moses word, in time O(n log n) whatever its length n: :func:`bpe` for short words,
+    :func:`bpe_heap` for long ones, and one piece (the whole word, <unk> in any vocabulary) beyond
+    :data:`MAX_WORD_CHARS`."""
+    if len(word) > MAX_WORD_CHARS:
+        return (word + END_OF_WORD,)
+    return bpe(word, ranks) if len(word) <= SHORT_WORD_CHARS else bpe_heap(word, ranks)

@@ -7,7 +7,8 @@ A tokenizer folder (``weights/flaubert_tiny``, a hub repository...) holds:
 - ``merges.txt``: one merge ``left right`` per line, the earliest learned (most frequent) first; its line number is
   the merge's rank (:mod:`.bpe`);
 - ``tokenizer_config.json`` (optional): settings such as ``do_lowercase`` and ``model_max_length``, and the special
-  tokens.
+  tokens;
+- ``added_tokens.json`` (only when tokens were added with ``add_tokens``/``add_special_tokens``): ``{token: id}``.
 
 :func:`write_tokenizer_files` writes them (the BPE trainer and ``FlaubertTokenizer.save_pretrained`` use it); the
 readers below check what they read and name the file in their errors.
@@ -31,8 +32,11 @@ SPECIAL_TOKENS = {  # role -> token, as transformers' FlaubertTokenizer has them
     "mask_token": "<special1>",
 }
 ADDITIONAL_SPECIAL_TOKENS = [f"<special{i}>" for i in range(10)]
+# Every role a special token may have, in transformers' order (FlauBERT has no eos_token unless one is added).
+SPECIAL_ROLES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 # The settings tokenizer_config.json holds, which from_pretrained's keywords may override.
-TOKENIZER_SETTINGS = ("do_lowercase", "model_max_length", "clean_up_tokenization_spaces")
+TOKENIZER_SETTINGS = ("do_lowercase", "model_max_length", "clean_up_tokenization_spaces", "padding_side",
+                      "truncation_side", *SPECIAL_ROLES, "extra_special_tokens", "additional_special_tokens")
 
 
 def read_vocab(path: str | os.PathLike) -> dict[str, int]:
@@ -70,6 +74,9 @@ def read_tokenizer_settings(folder: str) -> dict:
     config_file = os.path.join(folder, "tokenizer_config.json")
     if os.path.isfile(config_file):
         config = _read_json_object(config_file, "tokenizer_config", "of settings")
+    for side in ("padding_side", "truncation_side"):
+        if config.get(side, "right") not in ("right", "left"):
+            raise ValueError(f"{config_file}: {side} must be 'right' or 'left', not {config[side]!r}")
     tokenizer_class = str(config.get("tokenizer_class") or "FlaubertTokenizer")
     if not tokenizer_class.startswith("Flaubert"):  # a CamemBERT's or a BERT's: other rules, other vocabulary
         raise ValueError(f"{config_file} is for a {tokenizer_class}, not FlauBERT's tokenizer: minflaubert "
@@ -78,6 +85,10 @@ def read_tokenizer_settings(folder: str) -> dict:
         "do_lowercase": bool(config.get("do_lowercase", False) or config.get("do_lower_case", False)),
         "model_max_length": checked_max_length(config.get("model_max_length", VERY_LARGE_INTEGER), config_file),
         "clean_up_tokenization_spaces": config.get("clean_up_tokenization_spaces", False),
+        "padding_side": config.get("padding_side", "right"),
+        "truncation_side": config.get("truncation_side", "right"),
+        **{role: config[role] for role in SPECIAL_ROLES if isinstance(config.get(role), str)},
+        "extra_special_tokens": _token_list(config, config_file),
     }
 
 
@@ -91,9 +102,41 @@ def checked_max_length(value, source: str) -> int:
     return value
 
 
+def _token_list(config: dict, config_file: str) -> list[str] | None:
+    """The extra special tokens of a tokenizer_config (``extra_special_tokens``, transformers 4's
+    ``additional_special_tokens``), None if absent; a ValueError naming the file unless a list of strings."""
+    name = "extra_special_tokens" if "extra_special_tokens" in config else "additional_special_tokens"
+    tokens = config.get(name)
+    if tokens is not None and (not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens)):
+        raise ValueError(f"{config_file}: {name} must be a list of strings")
+    return tokens
+
+
+def read_added_tokens(folder: str) -> dict[str, int]:
+    """``folder/added_tokens.json`` (``{token: id}``), or ``{}`` when the folder has none."""
+    path = os.path.join(folder, "added_tokens.json")
+    if not os.path.isfile(path):
+        return {}
+    added = _read_json_object(path, "added_tokens", "{token: id}")
+    for token, i in added.items():
+        if isinstance(i, bool) or not isinstance(i, int) or i < 0:
+            raise ValueError(f"added_tokens: {path!r}: the id of {token!r} must be an int >= 0, not {i!r}")
+    return added
+
+
+def write_added_tokens(folder: str | os.PathLike, added: dict[str, int]) -> str:
+    """Write ``added_tokens.json`` as transformers does (sorted keys); returns its path."""
+    path = os.path.join(os.fspath(folder), "added_tokens.json")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps(added, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    return path
+
+
 def write_tokenizer_files(folder: str | os.PathLike, vocab: dict[str, int], merges: Sequence[tuple[str, str]],
                           do_lowercase: bool, model_max_length: int, clean_up_tokenization_spaces: bool,
-                          additional_special_tokens: Sequence[str] = ADDITIONAL_SPECIAL_TOKENS) -> tuple[str, str, str]:
+                          additional_special_tokens: Sequence[str] = ADDITIONAL_SPECIAL_TOKENS,
+                          special_tokens: dict[str, str] | None = None, padding_side: str = "right",
+                          truncation_side: str = "right") -> tuple[str, str, str]:
     """The three files of a FlauBERT tokenizer, as transformers writes them: ``vocab.json`` (``{token: id}``),
     ``merges.txt`` (one ``left right`` line per merge, earliest first) and ``tokenizer_config.json``."""
     folder = os.fspath(folder)
@@ -108,7 +151,10 @@ def write_tokenizer_files(folder: str | os.PathLike, vocab: dict[str, int], merg
         "do_lowercase": bool(do_lowercase),
         "model_max_length": int(model_max_length),
         "clean_up_tokenization_spaces": bool(clean_up_tokenization_spaces),
-        **SPECIAL_TOKENS,
+        "padding_side": padding_side,
+        "truncation_side": truncation_side,
+        **(SPECIAL_TOKENS if special_tokens is None else special_tokens),
+        # subtle: not under transformers 5's name, extra_special_tokens, which transformers 4 reads as a dict
         "additional_special_tokens": list(additional_special_tokens),
     }
     with open(paths[2], "w", encoding="utf-8") as f:

@@ -181,3 +181,47 @@ def moses_tokenize(text: str) -> list[str]:
     text = " ".join(_split_final_periods(text.split()))
     text = _MOSES.TRAILING_DOT_APOSTROPHE[0].sub(_MOSES.TRAILING_DOT_APOSTROPHE[1], text)
     return _MOSES.restore_multidots(text).split()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Where text may be cut without changing its words (truncation reads no further than it needs)
+# ---------------------------------------------------------------------------------------------------------------------
+
+# A space after a letter or digit ([^\W_] is str.isalnum) ends a prefix safely; a space before one starts a suffix.
+_PREFIX_END = re.compile(r"(?<=[^\W_]) ")
+_SUFFIX_START = re.compile(r" (?=[^\W_])")
+_BACKWARD_WINDOW = 4096  # characters searched at a time when looking for a suffix's start from the end
+
+
+def prefix_end(text: str, start: int, at_least: int, end: int) -> int | None:
+    """The first position ``P >= at_least`` (in ``text[start:end]``) where ``text[start:P]`` can be cut off: its words,
+    normalised and split by Moses, are exactly the first words of ``text[start:end]``. None if there is none.
+
+    The rule: ``text[P]`` is a space and ``text[P - 1]`` a letter or digit. Why that is safe, rule by rule: the
+    space stops NFC (nothing composes with a following space), the final-sigma rule of lowercasing (it looks
+    across case-ignorable characters, which a space is not) and every two-character rule (``''``, ``" :"``...);
+    the Moses rules that look at the next word (a final period kept before a lowercase word, ``.'`` at the very
+    end, a comma before the end) all need the word before the space to end in punctuation, and it ends in a
+    letter or digit; the rules that glue the next word's punctuation to it (``" :"`` -> ``":"``, ``"5 %"``) are
+    undone by Moses, which pads that punctuation with spaces again. tests/test_tokenizer.py checks the property
+    on random text and on a novel.
+    """
+    match = _PREFIX_END.search(text, start + at_least, end)
+    return None if match is None else match.start()
+
+
+def suffix_start(text: str, start: int, at_least: int, end: int) -> int | None:
+    """The last position ``P <= end - at_least`` where ``text[P:end]`` can be cut out: its words are exactly the last
+    words of ``text[start:end]`` (the mirror of :func:`prefix_end`: ``text[P - 1]`` is a space and ``text[P]`` a
+    letter or digit, so no rule looks across the space at it). None if there is none."""
+    window_end = end - at_least
+    while window_end > start:
+        window_start = max(start, window_end - _BACKWARD_WINDOW)
+        last = None
+        # the character after the space may be the last one allowed, at window_end
+        for last in _SUFFIX_START.finditer(text, window_start, min(window_end + 1, end)):
+            pass
+        if last is not None:
+            return last.end()
+        window_end = window_start
+    return None
