@@ -27,15 +27,6 @@ MODELS = ["FlaubertModel", "FlaubertWithLMHeadModel", "FlaubertForSequenceClassi
           "FlaubertForTokenClassification", "FlaubertForQuestionAnsweringSimple", "FlaubertForQuestionAnswering",
           "FlaubertForMultipleChoice"]
 
-# The tokenizer's names still missing: the `tok` branch adds them (and their rows in the README's table). TO EMPTY
-# when that branch is merged: what remains then must be accepted or get a row.
-KNOWN_MISSING_TOKENIZER = {
-    "FlaubertTokenizer": {"unk_token", "bos_token", "sep_token", "pad_token", "cls_token", "mask_token",
-                          "additional_special_tokens", "lang2id", "id2lang"},
-    "FlaubertTokenizer.__call__": {"text_target", "text_pair_target", "stride", "is_split_into_words",
-                                   "pad_to_multiple_of", "padding_side", "return_length", "verbose",
-                                   "tokenizer_kwargs", "return_overflowing_tokens"},
-}
 
 def signatures(transformers, models) -> dict:
     """{where: {parameter name: its default}} for transformers' signatures (this source also runs under 4.57.6)."""
@@ -96,8 +87,7 @@ def listed_names() -> set[str]:
 def missing_names(signatures: dict) -> list[str]:
     listed = listed_names()
     return [f"{where}: {name}" for where, parameters in signatures.items() for name, default in parameters.items()
-            if not accepts(where, name, default) and name not in listed
-            and name not in KNOWN_MISSING_TOKENIZER.get(where, ())]
+            if not accepts(where, name, default) and name not in listed]
 
 
 def test_every_name_of_transformers_5_signatures_is_accepted_or_listed(transformers):
@@ -109,13 +99,6 @@ def test_every_name_of_transformers_4_signatures_is_accepted_or_listed():
     require(bool(python) and Path(python).exists(),
             "MINFLAUBERT_TRANSFORMERS4_PYTHON must name a Python with transformers==4.57.6 (.ci/run sets it up)")
     assert missing_names(signatures_in(python)) == []
-
-
-def test_known_missing_tokenizer_names_are_really_missing():
-    """The set above only shrinks: a name the tokenizer accepts comes out of it."""
-    accepted = [f"{where}: {name}" for where, names in KNOWN_MISSING_TOKENIZER.items() for name in names
-                if accepts(where, name, None)]
-    assert accepted == []
 
 
 @pytest.mark.parametrize("row", differences_table(), ids=lambda row: row[0][:40])

@@ -61,6 +61,19 @@ def test_bad_arguments_name_themselves(ours, kwargs, error, argument):
         ours(TEXT, **kwargs)
 
 
+@pytest.mark.parametrize("where, kwargs", [
+    ("call", {"text_target": "Le chat"}), ("call", {"text_pair_target": "Le chat"}),
+    ("call", {"tokenizer_kwargs": {"padding": True}}),
+    ("init", {"lang2id": {"fr": 0}}), ("init", {"id2lang": {0: "fr"}}),
+])
+def test_targets_and_language_tables_are_refused(ours, where, kwargs):
+    """Keywords of transformers' tokenizer that make no sense for a torch-free encoder (seq2seq targets, a
+    tokenizer-side language table: a FlauBERT's languages are in its config) are TypeErrors, not silently dropped."""
+    (name,) = kwargs
+    with pytest.raises(TypeError, match=name):
+        ours(TEXT, **kwargs) if where == "call" else FlaubertTokenizer.from_pretrained(FOLDER, **kwargs)
+
+
 def test_bad_sides_and_inputs_name_themselves(ours, tmp_path):
     ours.truncation_side = "middle"
     with pytest.raises(ValueError, match="truncation_side"):
