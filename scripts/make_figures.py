@@ -61,11 +61,11 @@ def lesson_namespace(prefix: str, blocks: int) -> dict:
 
 @figure
 def bpe_growth(plt):
-    """Lesson 8: as merges are learned, the vocabulary grows by one symbol per merge and the text gets shorter in
+    """Lesson 9: as merges are learned, the vocabulary grows by one symbol per merge and the text gets shorter in
     tokens; the first merges are the most frequent pairs (word endings, common short words)."""
     from minflaubert.tokenization import bpe_train
 
-    paragraphs = lesson_namespace("08", 1)["paragraphs"]
+    paragraphs = lesson_namespace("09", 1)["paragraphs"]
     counts = bpe_train.count_words(paragraphs)
     state = bpe_train.PairCounts(counts)
     tokens = [sum(len(s) * w for s, w in zip(state.symbols, state.weights))]
@@ -147,7 +147,7 @@ def elle_attention(model, tokenizer, sentence=ELLE_SENTENCE, pronoun="elle", nou
 
 @figure
 def attention_elle(plt):
-    """Lessons 3 and 10: which head links « elle » to the noun it stands for? Left: the weight from « elle » to
+    """Lessons 3 and 11: which head links « elle » to the noun it stands for? Left: the weight from « elle » to
     « servante » in every head of the trained model; right: the whole map of the head that links them most."""
     model, tokenizer = trained("FlaubertModel")
     tokens, weights, p, n = elle_attention(model, tokenizer)
@@ -203,7 +203,7 @@ def mask_matrix(plt):
 
 @figure
 def residual_norms(plt):
-    """Lessons 4 and 10: the length of each token's vector in the residual stream, layer by layer, in the trained
+    """Lessons 4 and 11: the length of each token's vector in the residual stream, layer by layer, in the trained
     (pre-norm) model: nothing renormalises the stream, so each layer's additions make it grow."""
     model, tokenizer = trained("FlaubertModel")
     ids = tokenizer(ELLE_SENTENCE, return_tensors="np")["input_ids"]
@@ -258,7 +258,7 @@ def prenorm_postnorm(plt):
 
 @figure
 def head_outputs(plt):
-    """Lesson 6: what each of the seven heads returns for the same batch, drawn at its shape ([batch 0] shown)."""
+    """Lesson 7: what each of the seven heads returns for the same batch, drawn at its shape ([batch 0] shown)."""
     import json
 
     import minflaubert
@@ -300,7 +300,7 @@ FILL_SENTENCES = ["la mère embrassa son <special1> avant de partir.", "il faisa
 
 @figure
 def fill_mask(plt):
-    """Lessons 6 and 10: the trained model's ten likeliest words for a blank, with their probabilities."""
+    """Lessons 7 and 11: the trained model's ten likeliest words for a blank, with their probabilities."""
     from minflaubert.apps.pipelines import pipeline
 
     model, tokenizer = trained()
@@ -319,7 +319,7 @@ def fill_mask(plt):
 
 @figure
 def loss_curve(plt):
-    """Lesson 10: how the shipped model learned: the masked-LM loss on training batches, and the share of masked
+    """Lesson 11: how the shipped model learned: the masked-LM loss on training batches, and the share of masked
     words it guessed right on held-out text (a novel of Flaubert it never saw)."""
     with open(TRAINED / "training_log.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -357,7 +357,7 @@ def best_time(function, repeats):
 
 @figure
 def speed(plt):
-    """Lesson 9: time of one forward pass against sequence length, through the three paths of the same function
+    """Lesson 10: time of one forward pass against sequence length, through the three paths of the same function
     (readable NumPy, readable + Numba kernels, the packed fast path), on a random flaubert_base-shaped encoder."""
     from minflaubert import FlaubertConfig, FlaubertModel
 

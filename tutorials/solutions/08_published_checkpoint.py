@@ -1,4 +1,4 @@
-"""Lesson 7, exercises: parameter counts from the registry, and what the restricted unpickler refuses."""
+"""Lesson 8, exercises: parameter counts from the registry, and what the restricted unpickler refuses."""
 import io
 import pickle
 import tempfile
@@ -16,7 +16,7 @@ for name, entry in hub.registry().items():
     encoder = vocab * dim + 512 * dim + 2 * dim + layers * (12 * dim ** 2 + 13 * dim)
     print(f"{name:22s} {encoder / 1e6:6.1f} M parameters in the encoder")
     if name == "flaubert_base_cased":
-        assert 137e6 < encoder < 139e6  # "about 138 million" (lesson 7)
+        assert 137e6 < encoder < 139e6  # "about 138 million" (lesson 8)
 
 
 # 2. A pickle that would run code when loaded with pickle.load: the restricted unpickler refuses it.

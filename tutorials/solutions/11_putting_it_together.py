@@ -1,4 +1,4 @@
-"""Lesson 10, exercises: the guess layer by layer, the « elle » head, the loss of one blank."""
+"""Lesson 11, exercises: the guess layer by layer, the « elle » head, the loss of one blank."""
 import numpy as np
 
 from minflaubert import FlaubertTokenizer, FlaubertWithLMHeadModel

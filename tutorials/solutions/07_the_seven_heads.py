@@ -1,4 +1,4 @@
-"""Lesson 6, exercises: fill-mask with targets, the classification softmax by hand, tokens before aggregation."""
+"""Lesson 7, exercises: fill-mask with targets, the classification softmax by hand, tokens before aggregation."""
 import numpy as np
 
 from minflaubert.apps.pipelines import pipeline
