@@ -256,40 +256,116 @@ def prenorm_postnorm(plt):
     return fig
 
 
-@figure
-def head_outputs(plt):
-    """Lesson 7: what each of the seven heads returns for the same batch, drawn at its shape ([batch 0] shown)."""
+def author_head():
+    """Lesson 7's author classifier, fitted by running the lesson's blocks up to the fit (they need the corpus beside
+    the repository) -> (authors, confusion [true, predicted] on the novels it never saw), or None without it."""
+    namespace = lesson_namespace("07", 7)
+    if "fit_logistic_regression" not in namespace:
+        raise RuntimeError("tutorials/07: block 7 no longer fits the author head; update author_head()")
+    if namespace["CORPUS"] is None:
+        return None
+    x, y = (namespace["test_x"] - namespace["mean"]) / namespace["std"], namespace["test_y"]
+    predicted = (x @ namespace["W"].T + namespace["b"]).argmax(axis=1)
+    authors = list(namespace["AUTHORS"])
+    confusion = np.zeros((len(authors), len(authors)))
+    np.add.at(confusion, (y, predicted), 1)
+    return authors, confusion / confusion.sum(axis=1, keepdims=True)
+
+
+def fixture_output(name, field):
+    """A random-weight fixture of tests/fixtures run on its stored inputs -> (model, tokens of example 0, output)."""
     import json
 
     import minflaubert
 
-    panels = []
-    for name, field in [("tiny-lm", "logits"), (None, "logits"), ("tiny-sequence-classification", "logits"),
-                        ("tiny-token-classification", "logits"), ("tiny-qa-simple", "start_logits"),
-                        ("tiny-qa", "start_top_log_probs"), ("tiny-multiple-choice", "logits")]:
-        if name is None:  # the adaptive softmax: no fixture, a config
-            config = minflaubert.FlaubertConfig(vocab_size=426, emb_dim=32, n_layers=2, n_heads=4, asm=True,
-                                                asm_cutoffs=[50, 200], asm_div_value=2.0)
-            model, title = minflaubert.FlaubertWithLMHeadModel(config), "adaptive-softmax LM"
-        else:
-            folder = REPO / "tests/fixtures" / name
-            class_name = json.load(open(folder / "config.json"))["architectures"][0]
-            model, title = getattr(minflaubert, class_name).from_pretrained(folder), class_name.replace("Flaubert", "")
-        inputs = np.load(folder / "reference.npz") if name else None
-        stored = {k.split("/")[-1]: inputs[k] for k in inputs.files if k.startswith("plain/inputs/")} if name \
-            else {"input_ids": panels[0][3]}
-        value = model(**stored)[field]
-        panels.append((title, field, value, stored["input_ids"]))
-    fig, axes = plt.subplots(1, 7, figsize=(15, 3.6))
-    for axis, (title, field, value, _) in zip(axes, panels):
-        first = np.atleast_2d(value[0])
-        if first.shape[0] == 1 and first.shape[1] < 8:
-            first = first.T
-        axis.imshow(first, aspect="auto", cmap="magma", interpolation="nearest")
-        axis.set_title(f"{title}\n{field} {tuple(value.shape)}", fontsize=8)
-        axis.set_xticks([])
-        axis.set_yticks([])
-    fig.suptitle("one batch, seven heads: each panel is its output for the first example (random weights)")
+    folder = REPO / "tests/fixtures" / name
+    model = getattr(minflaubert, json.load(open(folder / "config.json"))["architectures"][0]).from_pretrained(folder)
+    stored = np.load(folder / "reference.npz")
+    inputs = {k.split("/")[-1]: stored[k] for k in stored.files if k.startswith("plain/inputs/")}
+    ids = inputs["input_ids"].reshape(-1, inputs["input_ids"].shape[-1])[0]
+    tokens = [t.replace("</w>", "") for t in minflaubert.FlaubertTokenizer.from_pretrained(folder)
+              .convert_ids_to_tokens(ids)]
+    return model, tokens, model(**inputs)[field]
+
+
+def softmax(scores, axis=-1):
+    scores = np.exp(scores - scores.max(axis=axis, keepdims=True))
+    return scores / scores.sum(axis=axis, keepdims=True)
+
+
+@figure
+def head_outputs(plt):
+    """Lesson 7: what the heads return, each drawn as what it means. Top: two heads that learned something (the
+    trained LM head; the author classifier of lesson 7 on novels it never saw). Bottom: the random-weight fixtures,
+    drawn with their labels and scales: which bar wins there is chance, the form of the answer is the point."""
+    from minflaubert.apps.pipelines import pipeline
+
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7.5))
+    model, tokenizer = trained()
+    sentence = "il ouvrit la <special1> et sortit."
+    proposals = pipeline("fill-mask", model=model, tokenizer=tokenizer)(sentence, top_k=8)
+    axis = axes[0, 0]
+    axis.barh(range(8)[::-1], [p["score"] for p in proposals], color="tab:green")
+    axis.set_yticks(range(8)[::-1], [p["token_str"] for p in proposals])
+    axis.set_xlabel("probability")
+    axis.set_title(f"1. masked LM (trained flaubert_tiny)\n« {sentence.replace('<special1>', '___')} »", fontsize=9)
+
+    axis = axes[0, 1]
+    found = author_head()
+    if found is None:
+        axis.text(0.5, 0.5, "the author head needs the corpus\n(../shared/data/corpus/train)", ha="center")
+        axis.set_axis_off()
+    else:
+        authors, confusion = found
+        image = axis.imshow(confusion, cmap="Greens", vmin=0, vmax=1)
+        for (i, j), share in np.ndenumerate(confusion):
+            axis.text(j, i, f"{share:.0%}", ha="center", va="center", color="white" if share > 0.5 else "black")
+        axis.set_xticks(range(len(authors)), authors)
+        axis.set_yticks(range(len(authors)), authors)
+        axis.set_xlabel("predicted author")
+        axis.set_ylabel("true author")
+        fig.colorbar(image, ax=axis, label="share of the true author's paragraphs")
+        axis.set_title("3. sequence classification (trained in lesson 7)\nparagraphs of novels it never saw",
+                       fontsize=9)
+
+    _, tokens, logits = fixture_output("tiny-multiple-choice", "logits")
+    axis = axes[0, 2]
+    axis.bar(range(logits.shape[1]), softmax(logits)[0], color="tab:grey")
+    axis.set_xticks(range(logits.shape[1]), [f"choice {i + 1}" for i in range(logits.shape[1])])
+    axis.set_ylabel("probability")
+    axis.set_ylim(0, 1)
+    axis.set_title("7. multiple choice (random weights)\none probability per choice of a question", fontsize=9)
+
+    tagger, tokens, logits = fixture_output("tiny-token-classification", "logits")
+    axis = axes[1, 0]
+    image = axis.imshow(softmax(logits[0]).T, cmap="Greys", vmin=0, vmax=1, aspect="auto")
+    axis.set_xticks(range(len(tokens)), tokens, rotation=60, fontsize=8)
+    labels = tagger.config.id2label
+    axis.set_yticks(range(len(labels)), [labels[i] for i in range(len(labels))])
+    fig.colorbar(image, ax=axis, label="probability of the label")
+    axis.set_title("4. token classification (random weights)\none label distribution per token", fontsize=9)
+
+    _, tokens, start = fixture_output("tiny-qa-simple", "start_logits")
+    _, _, end = fixture_output("tiny-qa-simple", "end_logits")
+    axis = axes[1, 1]
+    where = np.arange(len(tokens))
+    axis.bar(where - 0.2, softmax(start[0]), width=0.4, label="answer starts here", color="tab:grey")
+    axis.bar(where + 0.2, softmax(end[0]), width=0.4, label="answer ends here", color="black")
+    axis.set_xticks(where, tokens, rotation=60, fontsize=8)
+    axis.set_ylabel("probability")
+    axis.legend(fontsize=8)
+    axis.set_title("5. question answering (random weights)\nstart and end probabilities per token", fontsize=9)
+
+    beam, tokens, starts = fixture_output("tiny-qa", "start_top_index")
+    _, _, start_probs = fixture_output("tiny-qa", "start_top_log_probs")
+    axis = axes[1, 2]
+    axis.bar(range(len(starts[0])), start_probs[0], color="tab:grey")
+    axis.set_xticks(range(len(starts[0])), [f"{tokens[i]}\n(token {i + 1})" for i in starts[0]], fontsize=8)
+    axis.set_ylabel("probability")
+    axis.set_title(f"6. beam QA (random weights)\nits {len(starts[0])} likeliest starts (each gets its own ends)",
+                   fontsize=9)
+    fig.suptitle("What the heads return, drawn as what it means (2. the adaptive softmax returns log-probabilities "
+                 "over the vocabulary, as 1 does)", fontsize=10)
     fig.tight_layout()
     return fig
 
