@@ -1,9 +1,13 @@
-"""Lesson 8, exercises: parameter counts from the registry, and what the restricted unpickler refuses."""
+"""Lesson 8, exercises: parameter counts from the registry, what the restricted unpickler refuses, a strided
+tensor decoded by hand."""
 import io
 import pickle
+import pickletools
 import tempfile
 import zipfile
 from pathlib import Path
+
+import numpy as np
 
 from minflaubert.checkpoints import hub
 from minflaubert.checkpoints.torch_pickle import UnsafeCheckpointError, load_torch_bin
@@ -17,6 +21,8 @@ for name, entry in hub.registry().items():
     print(f"{name:22s} {encoder / 1e6:6.1f} M parameters in the encoder")
     if name == "flaubert_base_cased":
         assert 137e6 < encoder < 139e6  # "about 138 million" (lesson 8)
+print("why it matches: every weight of the encoder is one of these tables or matrices, and their shapes follow from "
+      "the three numbers; the word table (vocab x dim) alone is more than a third of base's parameters.")
 
 
 # 2. A pickle that would run code when loaded with pickle.load: the restricted unpickler refuses it.
@@ -33,3 +39,19 @@ try:
     raise AssertionError("the unpickler ran it")
 except UnsafeCheckpointError as error:
     print("refused:", error)
+print("why: pickle.load would import and call `print` (or os.system) as the file says; the restricted unpickler "
+      "knows only the names a state dict needs and refuses any other before calling anything.")
+
+# 3. `column` = weight[1:, 2]: storage 0 again (12 floats), offset 6 (row 1, column 2 of a 3 x 4 array),
+# shape (2,), stride 4 (one row further down), as the pickle says.
+archive = zipfile.ZipFile("tests/fixtures/tiny_state_dict.bin")
+listing = io.StringIO()
+pickletools.dis(archive.read("tiny_state_dict/data.pkl"), out=listing)
+around = listing.getvalue().split("'column'")[1].splitlines()[:30]
+print("the pickle after 'column':", " | ".join(line.split(maxsplit=2)[-1] for line in around if "BININT" in line or "GET" in line))
+storage = np.frombuffer(archive.read("tiny_state_dict/data/0"), dtype="<f4")
+column = np.lib.stride_tricks.as_strided(storage[6:], (2,), (4 * storage.itemsize,))
+print("column by hand:", column, " load_torch_bin:", load_torch_bin("tests/fixtures/tiny_state_dict.bin")["column"])
+assert np.array_equal(column, load_torch_bin("tests/fixtures/tiny_state_dict.bin")["column"])
+print("why: a view is not copied when saved: torch writes the whole storage once and describes the view by offset "
+      "and strides, so the two elements of the column are 6 and 10, four apart.")
