@@ -46,8 +46,9 @@ def trained(cls_name="FlaubertWithLMHeadModel"):
     return model, minflaubert.FlaubertTokenizer.from_pretrained(TRAINED)
 
 
-def lesson_namespace(prefix: str, blocks: int) -> dict:
-    """Run the first ``blocks`` python blocks of a lesson and return its namespace (the figure uses its data)."""
+def lesson_namespace(prefix: str, blocks: int | None = None, until: str | None = None) -> dict:
+    """Run the first ``blocks`` python blocks of a lesson, or its blocks until one defines the name ``until``, and
+    return its namespace (the figure uses its data: the figure shows what the lesson prints)."""
     sys.path.insert(0, str(REPO / "scripts"))
     import render_tutorials
 
@@ -56,6 +57,10 @@ def lesson_namespace(prefix: str, blocks: int) -> dict:
     with contextlib.redirect_stdout(io.StringIO()):
         for block in render_tutorials.parse(path.read_text(encoding="utf-8"))[:blocks]:
             exec(compile(block.code, f"{path.name}, block {block.number}", "exec"), namespace)
+            if until is not None and until in namespace:
+                return namespace
+    if until is not None:
+        raise RuntimeError(f"{path.name} no longer defines {until!r}, which a figure reads")
     return namespace
 
 
@@ -204,19 +209,22 @@ def mask_matrix(plt):
 @figure
 def residual_norms(plt):
     """Lessons 4 and 11: the length of each token's vector in the residual stream, layer by layer, in the trained
-    (pre-norm) model: nothing renormalises the stream, so each layer's additions make it grow."""
+    (pre-norm) model, for lesson 11's sentence: nothing renormalises the stream, so each layer's additions make it
+    grow. ``<s>`` and ``</s>``, which frame every training row, are drawn apart: they do not grow like the words."""
     model, tokenizer = trained("FlaubertModel")
-    ids = tokenizer(ELLE_SENTENCE, return_tensors="np")["input_ids"]
+    ids = tokenizer(lesson_namespace("11", until="text")["text"], return_tensors="np")["input_ids"]
     tokens = [t.replace("</w>", "") for t in tokenizer.convert_ids_to_tokens(ids[0])]
     states = model(ids, output_hidden_states=True).hidden_states
     norms = np.array([np.linalg.norm(h[0], axis=-1) for h in states])  # [layers + 1, tokens]
     fig, axis = plt.subplots(figsize=(8, 4.4))
     for j, token in enumerate(tokens):
-        axis.plot(range(len(states)), norms[:, j], marker="o", lw=1, label=f"{j} {token}",
-                  color=plt.cm.tab20(j % 20), ls="-" if j < 10 else "--")
-    axis.set_xticks(range(len(states)), ["embeddings"] + [f"after layer {i}" for i in range(len(states) - 1)])
+        special = token in ("<s>", "</s>")
+        axis.plot(range(len(states)), norms[:, j], marker="s" if special else "o", lw=2.5 if special else 1,
+                  label=f"{j + 1} {token}", color="black" if special else plt.cm.tab20(j % 20),
+                  ls=":" if token == "</s>" else "-" if special or j < 10 else "--")
+    axis.set_xticks(range(len(states)), ["embeddings"] + [f"after layer {i + 1}" for i in range(len(states) - 1)])
     axis.set_ylabel("‖x‖ of the token's vector")
-    axis.set_title("the residual stream of the trained pre-norm model, token by token")
+    axis.set_title("the residual stream of the trained pre-norm model, token by token (black: <s> and </s>)")
     axis.legend(fontsize=8, ncol=2, loc="upper left")
     fig.tight_layout()
     return fig
@@ -370,25 +378,53 @@ def head_outputs(plt):
     return fig
 
 
-FILL_SENTENCES = ["la mère embrassa son <special1> avant de partir.", "il faisait froid, et la <special1> tombait.",
-                  "elle ouvrit la <special1> et sortit dans le jardin."]
-
-
 @figure
 def fill_mask(plt):
-    """Lessons 7 and 11: the trained model's ten likeliest words for a blank, with their probabilities."""
+    """Lessons 7 and 11: the trained model's ten likeliest words for lesson 11's three blanks, with their
+    probabilities."""
     from minflaubert.apps.pipelines import pipeline
 
     model, tokenizer = trained()
     fill = pipeline("fill-mask", model=model, tokenizer=tokenizer)
-    fig, axes = plt.subplots(1, len(FILL_SENTENCES), figsize=(13, 4))
-    for axis, sentence in zip(axes, FILL_SENTENCES):
+    blanks = lesson_namespace("11", until="blanks")["blanks"]  # the sentences lesson 11 prints
+    fig, axes = plt.subplots(1, len(blanks), figsize=(13, 4))
+    for axis, sentence in zip(axes, blanks):
         proposals = fill(sentence, top_k=10)
         axis.barh(range(10)[::-1], [p["score"] for p in proposals], color="tab:green")
         axis.set_yticks(range(10)[::-1], [p["token_str"] for p in proposals])
         axis.set_xlabel("probability")
         axis.set_title(sentence.replace("<special1>", "___"), fontsize=9)
     fig.suptitle("fill-mask with weights/flaubert_tiny")
+    fig.tight_layout()
+    return fig
+
+
+@figure
+def logit_lens(plt):
+    """Lesson 11: what the model would guess at the blank after the embeddings and after each layer (its LM head on
+    each stage of the stream, as minflaubert explore computes it): the probability of the final top words."""
+    from minflaubert.apps.explore import mask_predictions
+
+    model, tokenizer = trained()
+    text = lesson_namespace("11", until="text")["text"]
+    ids = tokenizer(text, return_tensors="np")["input_ids"]
+    states = model(ids, output_hidden_states=True).hidden_states
+    lens = mask_predictions(model, tokenizer, ids[0], states, top_k=len(model.weights["pred_layer.proj.bias"]))[0]
+    candidates = [g["id"] for g in lens["layers"][-1]["guesses"][:8]]  # the final top 8, then earlier stages' top 2
+    for row in lens["layers"][:-1]:
+        candidates += [g["id"] for g in row["guesses"][:2] if g["id"] not in candidates]
+    table = np.array([[next(g["p"] for g in row["guesses"] if g["id"] == c) for c in candidates]
+                      for row in lens["layers"]])  # [stages, candidates]
+    fig, axis = plt.subplots(figsize=(9, 4.2))
+    image = axis.imshow(table.T, cmap="Greens", vmin=0, vmax=1, aspect="auto")
+    for (stage, j), value in np.ndenumerate(table):
+        axis.text(stage, j, f"{value:.2f}", ha="center", va="center", fontsize=8,
+                  color="white" if value > 0.5 else "black")
+    axis.set_xticks(range(len(table)), ["embeddings"] + [f"after layer {i + 1}" for i in range(len(table) - 1)])
+    axis.set_yticks(range(len(candidates)), [tokenizer.convert_ids_to_tokens(c).replace("</w>", "")
+                                             for c in candidates])
+    fig.colorbar(image, ax=axis, label="probability at the blank")
+    axis.set_title(f"« {text.replace('<special1>', '___')} »: the guess after each stage", fontsize=10)
     fig.tight_layout()
     return fig
 
