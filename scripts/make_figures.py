@@ -264,20 +264,33 @@ def prenorm_postnorm(plt):
     return fig
 
 
-def author_head():
-    """Lesson 7's author classifier, fitted by running the lesson's blocks up to the fit (they need the corpus beside
-    the repository) -> (authors, confusion [true, predicted] on the novels it never saw), or None without it."""
-    namespace = lesson_namespace("07", 7)
-    if "fit_logistic_regression" not in namespace:
-        raise RuntimeError("tutorials/07: block 7 no longer fits the author head; update author_head()")
-    if namespace["CORPUS"] is None:
-        return None
-    x, y = (namespace["test_x"] - namespace["mean"]) / namespace["std"], namespace["test_y"]
-    predicted = (x @ namespace["W"].T + namespace["b"]).argmax(axis=1)
-    authors = list(namespace["AUTHORS"])
+def trained_heads():
+    """The two heads lesson 7 fits on frozen flaubert_tiny vectors, by running the lesson's blocks up to the name
+    head's pipeline (they need the corpus beside the repository): its namespace, or None without the corpus."""
+    namespace = lesson_namespace("07", until="unseen")
+    return namespace if namespace["CORPUS"] is not None else None
+
+
+def author_confusion(lesson):
+    """The author head on the novels it never saw -> (authors, confusion [true, predicted], rows summing to 1)."""
+    x, y = (lesson["test_x"] - lesson["mean"]) / lesson["std"], lesson["test_y"]
+    predicted = (x @ lesson["W"].T + lesson["b"]).argmax(axis=1)
+    authors = list(lesson["AUTHORS"])
     confusion = np.zeros((len(authors), len(authors)))
     np.add.at(confusion, (y, predicted), 1)
     return authors, confusion / confusion.sum(axis=1, keepdims=True)
+
+
+def name_probabilities(lesson):
+    """The name head on the sentence lesson 7 runs it on -> (its words, the probability that each is a name)."""
+    ids, positions, _ = lesson["word_starts"](lesson["unseen"])
+    hidden = lesson["encoder"](np.array([ids])).last_hidden_state[0, positions]  # [words, 256]
+    scores = (hidden - lesson["name_mean"]) / lesson["name_std"] @ lesson["W_name"].T + lesson["b_name"]
+    encoding = lesson["tiny_tokenizer"](lesson["unseen"], return_offsets_mapping=True)
+    word_ids, offsets = encoding.word_ids(), encoding["offset_mapping"]
+    ends = {word: end for word, (_, end) in zip(word_ids, offsets) if word is not None}  # a word's last piece's end
+    words = [lesson["unseen"][offsets[i][0]:ends[word_ids[i]]] for i in positions]  # as written, capitals and all
+    return words, softmax(scores)[:, 1]
 
 
 def fixture_output(name, field):
@@ -303,9 +316,10 @@ def softmax(scores, axis=-1):
 
 @figure
 def head_outputs(plt):
-    """Lesson 7: what the heads return, each drawn as what it means. Top: two heads that learned something (the
-    trained LM head; the author classifier of lesson 7 on novels it never saw). Bottom: the random-weight fixtures,
-    drawn with their labels and scales: which bar wins there is chance, the form of the answer is the point."""
+    """Lesson 7: what the heads return, each drawn as what it means. Three heads that learned something: the trained
+    LM head, and the two heads lesson 7 fits (authors of unseen novels; names in an uncased sentence). The others
+    are the random-weight fixtures, drawn with their labels and scales: which bar wins there is chance, the form of
+    the answer is the point."""
     from minflaubert.apps.pipelines import pipeline
 
     fig, axes = plt.subplots(2, 3, figsize=(14, 7.5))
@@ -318,13 +332,13 @@ def head_outputs(plt):
     axis.set_xlabel("probability")
     axis.set_title(f"1. masked LM (trained flaubert_tiny)\n« {sentence.replace('<special1>', '___')} »", fontsize=9)
 
+    lesson = trained_heads()
     axis = axes[0, 1]
-    found = author_head()
-    if found is None:
+    if lesson is None:
         axis.text(0.5, 0.5, "the author head needs the corpus\n(../shared/data/corpus/train)", ha="center")
         axis.set_axis_off()
     else:
-        authors, confusion = found
+        authors, confusion = author_confusion(lesson)
         image = axis.imshow(confusion, cmap="Greens", vmin=0, vmax=1)
         for (i, j), share in np.ndenumerate(confusion):
             axis.text(j, i, f"{share:.0%}", ha="center", va="center", color="white" if share > 0.5 else "black")
@@ -344,14 +358,18 @@ def head_outputs(plt):
     axis.set_ylim(0, 1)
     axis.set_title("7. multiple choice (random weights)\none probability per choice of a question", fontsize=9)
 
-    tagger, tokens, logits = fixture_output("tiny-token-classification", "logits")
     axis = axes[1, 0]
-    image = axis.imshow(softmax(logits[0]).T, cmap="Greys", vmin=0, vmax=1, aspect="auto")
-    axis.set_xticks(range(len(tokens)), tokens, rotation=60, fontsize=8)
-    labels = tagger.config.id2label
-    axis.set_yticks(range(len(labels)), [labels[i] for i in range(len(labels))])
-    fig.colorbar(image, ax=axis, label="probability of the label")
-    axis.set_title("4. token classification (random weights)\none label distribution per token", fontsize=9)
+    if lesson is None:
+        axis.text(0.5, 0.5, "the name head needs the corpus\n(../shared/data/corpus/train)", ha="center")
+        axis.set_axis_off()
+    else:
+        words, probabilities = name_probabilities(lesson)
+        axis.bar(range(len(words)), probabilities, color="tab:green")
+        axis.axhline(0.5, color="grey", lw=0.8, ls=":")
+        axis.set_xticks(range(len(words)), words, rotation=70, fontsize=7)
+        axis.set_ylabel("probability of NOM (a name)")
+        axis.set_ylim(0, 1)
+        axis.set_title("4. token classification (trained in lesson 7)\nnames found in an uncased text", fontsize=9)
 
     _, tokens, start = fixture_output("tiny-qa-simple", "start_logits")
     _, _, end = fixture_output("tiny-qa-simple", "end_logits")

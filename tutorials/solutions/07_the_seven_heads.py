@@ -44,8 +44,10 @@ CORPUS = next((Path(p) for p in ["../shared/data/corpus/train", "../../shared/da
 if CORPUS is None:
     print("exercise 4 needs the corpus beside the repository: skipped")
 else:
-    BOOKS = [("balzac-cousin-pons", "balzac-cure-de-village"), ("hugo-miserables-1-fantine", "hugo-miserables-2-cosette"),
-             ("verne-ile-mysterieuse", "verne-deux-ans-de-vacances"), ("zola-faute-abbe-mouret", "zola-joie-de-vivre")]
+    BOOKS = [("balzac-cousin-pons", "balzac-cure-de-village"),  # (novel to learn on, novel to test on), as lesson 7
+             ("hugo-miserables-1-fantine", "hugo-miserables-2-cosette"),
+             ("verne-ile-mysterieuse", "verne-deux-ans-de-vacances"),
+             ("zola-faute-abbe-mouret", "zola-joie-de-vivre")]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         encoder = FlaubertModel.from_pretrained("weights/flaubert_tiny")

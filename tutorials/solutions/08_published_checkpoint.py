@@ -48,7 +48,8 @@ archive = zipfile.ZipFile("tests/fixtures/tiny_state_dict.bin")
 listing = io.StringIO()
 pickletools.dis(archive.read("tiny_state_dict/data.pkl"), out=listing)
 around = listing.getvalue().split("'column'")[1].splitlines()[:30]
-print("the pickle after 'column':", " | ".join(line.split(maxsplit=2)[-1] for line in around if "BININT" in line or "GET" in line))
+numbers = [line.split(maxsplit=2)[-1] for line in around if "BININT" in line or "GET" in line]
+print("the pickle after 'column':", " | ".join(numbers))
 storage = np.frombuffer(archive.read("tiny_state_dict/data/0"), dtype="<f4")
 column = np.lib.stride_tricks.as_strided(storage[6:], (2,), (4 * storage.itemsize,))
 print("column by hand:", column, " load_torch_bin:", load_torch_bin("tests/fixtures/tiny_state_dict.bin")["column"])
