@@ -14,7 +14,8 @@ fill = pipeline("fill-mask", "weights/flaubert_tiny")
 for proposal in fill("le <special1> aboyait toute la nuit dans la cour.", targets=["chat</w>", "chien</w>"]):
     print(proposal["token_str"], round(proposal["score"], 4))
 print("why: `targets` keeps the softmax over the whole vocabulary and reads it at the chosen entries only, so the "
-      "two scores are the model's real probabilities (they need not sum to 1); « aboyait » is what makes « chien » win.")
+      "two scores are the model's real probabilities (they need not sum to 1); « aboyait » is the context that "
+      "should make « chien » win.")
 
 # 2. The text-classification scores are a softmax over the logits, named by id2label.
 classify = pipeline("text-classification", "tests/fixtures/tiny-sequence-classification")
