@@ -46,8 +46,9 @@ def trained(cls_name="FlaubertWithLMHeadModel"):
     return model, minflaubert.FlaubertTokenizer.from_pretrained(TRAINED)
 
 
-def lesson_namespace(prefix: str, blocks: int) -> dict:
-    """Run the first ``blocks`` python blocks of a lesson and return its namespace (the figure uses its data)."""
+def lesson_namespace(prefix: str, blocks: int | None = None, until: str | None = None) -> dict:
+    """Run the first ``blocks`` python blocks of a lesson, or its blocks until one defines the name ``until``, and
+    return its namespace (the figure uses its data: the figure shows what the lesson prints)."""
     sys.path.insert(0, str(REPO / "scripts"))
     import render_tutorials
 
@@ -56,16 +57,20 @@ def lesson_namespace(prefix: str, blocks: int) -> dict:
     with contextlib.redirect_stdout(io.StringIO()):
         for block in render_tutorials.parse(path.read_text(encoding="utf-8"))[:blocks]:
             exec(compile(block.code, f"{path.name}, block {block.number}", "exec"), namespace)
+            if until is not None and until in namespace:
+                return namespace
+    if until is not None:
+        raise RuntimeError(f"{path.name} no longer defines {until!r}, which a figure reads")
     return namespace
 
 
 @figure
 def bpe_growth(plt):
-    """Lesson 8: as merges are learned, the vocabulary grows by one symbol per merge and the text gets shorter in
+    """Lesson 9: as merges are learned, the vocabulary grows by one symbol per merge and the text gets shorter in
     tokens; the first merges are the most frequent pairs (word endings, common short words)."""
     from minflaubert.tokenization import bpe_train
 
-    paragraphs = lesson_namespace("08", 1)["paragraphs"]
+    paragraphs = lesson_namespace("09", 1)["paragraphs"]
     counts = bpe_train.count_words(paragraphs)
     state = bpe_train.PairCounts(counts)
     tokens = [sum(len(s) * w for s, w in zip(state.symbols, state.weights))]
@@ -183,7 +188,7 @@ def elle_attention(model, tokenizer, sentence=ELLE_SENTENCE, pronoun="elle", nou
 
 @figure
 def attention_elle(plt):
-    """Lessons 3 and 10: which head links « elle » to the noun it stands for? Left: the weight from « elle » to
+    """Lessons 3 and 11: which head links « elle » to the noun it stands for? Left: the weight from « elle » to
     « servante » in every head of the trained model; right: the whole map of the head that links them most."""
     model, tokenizer = trained("FlaubertModel")
     tokens, weights, p, n = elle_attention(model, tokenizer)
@@ -309,20 +314,23 @@ def masking(plt):
 
 @figure
 def residual_norms(plt):
-    """Lessons 4 and 10: the length of each token's vector in the residual stream, layer by layer, in the trained
-    (pre-norm) model: nothing renormalises the stream, so each layer's additions make it grow."""
+    """Lessons 4 and 11: the length of each token's vector in the residual stream, layer by layer, in the trained
+    (pre-norm) model, for lesson 11's sentence: nothing renormalises the stream, so each layer's additions make it
+    grow. ``<s>`` and ``</s>``, which frame every training row, are drawn apart: they do not grow like the words."""
     model, tokenizer = trained("FlaubertModel")
-    ids = tokenizer(ELLE_SENTENCE, return_tensors="np")["input_ids"]
+    ids = tokenizer(lesson_namespace("11", until="text")["text"], return_tensors="np")["input_ids"]
     tokens = [t.replace("</w>", "") for t in tokenizer.convert_ids_to_tokens(ids[0])]
     states = model(ids, output_hidden_states=True).hidden_states
     norms = np.array([np.linalg.norm(h[0], axis=-1) for h in states])  # [layers + 1, tokens]
     fig, axis = plt.subplots(figsize=(8, 4.4))
     for j, token in enumerate(tokens):
-        axis.plot(range(len(states)), norms[:, j], marker="o", lw=1, label=f"{j} {token}",
-                  color=plt.cm.tab20(j % 20), ls="-" if j < 10 else "--")
-    axis.set_xticks(range(len(states)), ["embeddings"] + [f"after layer {i}" for i in range(len(states) - 1)])
+        special = token in ("<s>", "</s>")
+        axis.plot(range(len(states)), norms[:, j], marker="s" if special else "o", lw=2.5 if special else 1,
+                  label=f"{j + 1} {token}", color="black" if special else plt.cm.tab20(j % 20),
+                  ls=":" if token == "</s>" else "-" if special or j < 10 else "--")
+    axis.set_xticks(range(len(states)), ["embeddings"] + [f"after layer {i + 1}" for i in range(len(states) - 1)])
     axis.set_ylabel("‖x‖ of the token's vector")
-    axis.set_title("the residual stream of the trained pre-norm model, token by token")
+    axis.set_title("the residual stream of the trained pre-norm model, token by token (black: <s> and </s>)")
     axis.legend(fontsize=8, ncol=2, loc="upper left")
     fig.tight_layout()
     return fig
@@ -375,57 +383,149 @@ def prenorm_postnorm(plt):
     return fig
 
 
-@figure
-def head_outputs(plt):
-    """Lesson 6: what each of the seven heads returns for the same batch, drawn at its shape ([batch 0] shown)."""
+def trained_heads():
+    """The two heads lesson 7 fits on frozen flaubert_tiny vectors, by running the lesson's blocks up to the name
+    head's pipeline (they need the corpus beside the repository): its namespace, or None without the corpus."""
+    namespace = lesson_namespace("07", until="unseen")
+    return namespace if namespace["CORPUS"] is not None else None
+
+
+def author_confusion(lesson):
+    """The author head on the novels it never saw -> (authors, confusion [true, predicted], rows summing to 1)."""
+    x, y = (lesson["test_x"] - lesson["mean"]) / lesson["std"], lesson["test_y"]
+    predicted = (x @ lesson["W"].T + lesson["b"]).argmax(axis=1)
+    authors = list(lesson["AUTHORS"])
+    confusion = np.zeros((len(authors), len(authors)))
+    np.add.at(confusion, (y, predicted), 1)
+    return authors, confusion / confusion.sum(axis=1, keepdims=True)
+
+
+def name_probabilities(lesson):
+    """The name head on the sentence lesson 7 runs it on -> (its words, the probability that each is a name)."""
+    ids, positions, _ = lesson["word_starts"](lesson["unseen"])
+    hidden = lesson["encoder"](np.array([ids])).last_hidden_state[0, positions]  # [words, 256]
+    scores = (hidden - lesson["name_mean"]) / lesson["name_std"] @ lesson["W_name"].T + lesson["b_name"]
+    encoding = lesson["tiny_tokenizer"](lesson["unseen"], return_offsets_mapping=True)
+    word_ids, offsets = encoding.word_ids(), encoding["offset_mapping"]
+    ends = {word: end for word, (_, end) in zip(word_ids, offsets) if word is not None}  # a word's last piece's end
+    words = [lesson["unseen"][offsets[i][0]:ends[word_ids[i]]] for i in positions]  # as written, capitals and all
+    return words, softmax(scores)[:, 1]
+
+
+def fixture_output(name, field):
+    """A random-weight fixture of tests/fixtures run on its stored inputs -> (model, tokens of example 0, output)."""
     import json
 
     import minflaubert
 
-    panels = []
-    for name, field in [("tiny-lm", "logits"), (None, "logits"), ("tiny-sequence-classification", "logits"),
-                        ("tiny-token-classification", "logits"), ("tiny-qa-simple", "start_logits"),
-                        ("tiny-qa", "start_top_log_probs"), ("tiny-multiple-choice", "logits")]:
-        if name is None:  # the adaptive softmax: no fixture, a config
-            config = minflaubert.FlaubertConfig(vocab_size=426, emb_dim=32, n_layers=2, n_heads=4, asm=True,
-                                                asm_cutoffs=[50, 200], asm_div_value=2.0)
-            model, title = minflaubert.FlaubertWithLMHeadModel(config), "adaptive-softmax LM"
-        else:
-            folder = REPO / "tests/fixtures" / name
-            class_name = json.load(open(folder / "config.json"))["architectures"][0]
-            model, title = getattr(minflaubert, class_name).from_pretrained(folder), class_name.replace("Flaubert", "")
-        inputs = np.load(folder / "reference.npz") if name else None
-        stored = {k.split("/")[-1]: inputs[k] for k in inputs.files if k.startswith("plain/inputs/")} if name \
-            else {"input_ids": panels[0][3]}
-        value = model(**stored)[field]
-        panels.append((title, field, value, stored["input_ids"]))
-    fig, axes = plt.subplots(1, 7, figsize=(15, 3.6))
-    for axis, (title, field, value, _) in zip(axes, panels):
-        first = np.atleast_2d(value[0])
-        if first.shape[0] == 1 and first.shape[1] < 8:
-            first = first.T
-        axis.imshow(first, aspect="auto", cmap="magma", interpolation="nearest")
-        axis.set_title(f"{title}\n{field} {tuple(value.shape)}", fontsize=8)
-        axis.set_xticks([])
-        axis.set_yticks([])
-    fig.suptitle("one batch, seven heads: each panel is its output for the first example (random weights)")
+    folder = REPO / "tests/fixtures" / name
+    model = getattr(minflaubert, json.load(open(folder / "config.json"))["architectures"][0]).from_pretrained(folder)
+    stored = np.load(folder / "reference.npz")
+    inputs = {k.split("/")[-1]: stored[k] for k in stored.files if k.startswith("plain/inputs/")}
+    ids = inputs["input_ids"].reshape(-1, inputs["input_ids"].shape[-1])[0]
+    tokens = [t.replace("</w>", "") for t in minflaubert.FlaubertTokenizer.from_pretrained(folder)
+              .convert_ids_to_tokens(ids)]
+    return model, tokens, model(**inputs)[field]
+
+
+def softmax(scores, axis=-1):
+    scores = np.exp(scores - scores.max(axis=axis, keepdims=True))
+    return scores / scores.sum(axis=axis, keepdims=True)
+
+
+@figure
+def head_outputs(plt):
+    """Lesson 7: what the heads return, each drawn as what it means. Three heads that learned something: the trained
+    LM head, and the two heads lesson 7 fits (authors of unseen novels; names in an uncased sentence). The others
+    are the random-weight fixtures, drawn with their labels and scales: which bar wins there is chance, the form of
+    the answer is the point."""
+    from minflaubert.apps.pipelines import pipeline
+
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7.5))
+    model, tokenizer = trained()
+    sentence = "il ouvrit la <special1> et sortit."
+    proposals = pipeline("fill-mask", model=model, tokenizer=tokenizer)(sentence, top_k=8)
+    axis = axes[0, 0]
+    axis.barh(range(8)[::-1], [p["score"] for p in proposals], color="tab:green")
+    axis.set_yticks(range(8)[::-1], [p["token_str"] for p in proposals])
+    axis.set_xlabel("probability")
+    axis.set_title(f"1. masked LM (trained flaubert_tiny)\n« {sentence.replace('<special1>', '___')} »", fontsize=9)
+
+    lesson = trained_heads()
+    axis = axes[0, 1]
+    if lesson is None:
+        axis.text(0.5, 0.5, "the author head needs the corpus\n(../shared/data/corpus/train)", ha="center")
+        axis.set_axis_off()
+    else:
+        authors, confusion = author_confusion(lesson)
+        image = axis.imshow(confusion, cmap="Greens", vmin=0, vmax=1)
+        for (i, j), share in np.ndenumerate(confusion):
+            axis.text(j, i, f"{share:.0%}", ha="center", va="center", color="white" if share > 0.5 else "black")
+        axis.set_xticks(range(len(authors)), authors)
+        axis.set_yticks(range(len(authors)), authors)
+        axis.set_xlabel("predicted author")
+        axis.set_ylabel("true author")
+        fig.colorbar(image, ax=axis, label="share of the true author's paragraphs")
+        axis.set_title("3. sequence classification (trained in lesson 7)\nparagraphs of novels it never saw",
+                       fontsize=9)
+
+    _, tokens, logits = fixture_output("tiny-multiple-choice", "logits")
+    axis = axes[0, 2]
+    axis.bar(range(logits.shape[1]), softmax(logits)[0], color="tab:grey")
+    axis.set_xticks(range(logits.shape[1]), [f"choice {i + 1}" for i in range(logits.shape[1])])
+    axis.set_ylabel("probability")
+    axis.set_ylim(0, 1)
+    axis.set_title("7. multiple choice (random weights)\none probability per choice of a question", fontsize=9)
+
+    axis = axes[1, 0]
+    if lesson is None:
+        axis.text(0.5, 0.5, "the name head needs the corpus\n(../shared/data/corpus/train)", ha="center")
+        axis.set_axis_off()
+    else:
+        words, probabilities = name_probabilities(lesson)
+        axis.bar(range(len(words)), probabilities, color="tab:green")
+        axis.axhline(0.5, color="grey", lw=0.8, ls=":")
+        axis.set_xticks(range(len(words)), words, rotation=70, fontsize=7)
+        axis.set_ylabel("probability of NOM (a name)")
+        axis.set_ylim(0, 1)
+        axis.set_title("4. token classification (trained in lesson 7)\nnames found in an uncased text", fontsize=9)
+
+    _, tokens, start = fixture_output("tiny-qa-simple", "start_logits")
+    _, _, end = fixture_output("tiny-qa-simple", "end_logits")
+    axis = axes[1, 1]
+    where = np.arange(len(tokens))
+    axis.bar(where - 0.2, softmax(start[0]), width=0.4, label="answer starts here", color="tab:grey")
+    axis.bar(where + 0.2, softmax(end[0]), width=0.4, label="answer ends here", color="black")
+    axis.set_xticks(where, tokens, rotation=60, fontsize=8)
+    axis.set_ylabel("probability")
+    axis.legend(fontsize=8)
+    axis.set_title("5. question answering (random weights)\nstart and end probabilities per token", fontsize=9)
+
+    beam, tokens, starts = fixture_output("tiny-qa", "start_top_index")
+    _, _, start_probs = fixture_output("tiny-qa", "start_top_log_probs")
+    axis = axes[1, 2]
+    axis.bar(range(len(starts[0])), start_probs[0], color="tab:grey")
+    axis.set_xticks(range(len(starts[0])), [f"{tokens[i]}\n(token {i + 1})" for i in starts[0]], fontsize=8)
+    axis.set_ylabel("probability")
+    axis.set_title(f"6. beam QA (random weights)\nits {len(starts[0])} likeliest starts (each gets its own ends)",
+                   fontsize=9)
+    fig.suptitle("What the heads return, drawn as what it means (2. the adaptive softmax returns log-probabilities "
+                 "over the vocabulary, as 1 does)", fontsize=10)
     fig.tight_layout()
     return fig
 
 
-FILL_SENTENCES = ["la mère embrassa son <special1> avant de partir.", "il faisait froid, et la <special1> tombait.",
-                  "elle ouvrit la <special1> et sortit dans le jardin."]
-
-
 @figure
 def fill_mask(plt):
-    """Lessons 6 and 10: the trained model's ten likeliest words for a blank, with their probabilities."""
+    """Lessons 7 and 11: the trained model's ten likeliest words for lesson 11's three blanks, with their
+    probabilities."""
     from minflaubert.apps.pipelines import pipeline
 
     model, tokenizer = trained()
     fill = pipeline("fill-mask", model=model, tokenizer=tokenizer)
-    fig, axes = plt.subplots(1, len(FILL_SENTENCES), figsize=(13, 4))
-    for axis, sentence in zip(axes, FILL_SENTENCES):
+    blanks = lesson_namespace("11", until="blanks")["blanks"]  # the sentences lesson 11 prints
+    fig, axes = plt.subplots(1, len(blanks), figsize=(13, 4))
+    for axis, sentence in zip(axes, blanks):
         proposals = fill(sentence, top_k=10)
         axis.barh(range(10)[::-1], [p["score"] for p in proposals], color="tab:green")
         axis.set_yticks(range(10)[::-1], [p["token_str"] for p in proposals])
@@ -437,8 +537,38 @@ def fill_mask(plt):
 
 
 @figure
+def logit_lens(plt):
+    """Lesson 11: what the model would guess at the blank after the embeddings and after each layer (its LM head on
+    each stage of the stream, as minflaubert explore computes it): the probability of the final top words."""
+    from minflaubert.apps.explore import mask_predictions
+
+    model, tokenizer = trained()
+    text = lesson_namespace("11", until="text")["text"]
+    ids = tokenizer(text, return_tensors="np")["input_ids"]
+    states = model(ids, output_hidden_states=True).hidden_states
+    lens = mask_predictions(model, tokenizer, ids[0], states, top_k=len(model.weights["pred_layer.proj.bias"]))[0]
+    candidates = [g["id"] for g in lens["layers"][-1]["guesses"][:8]]  # the final top 8, then earlier stages' top 2
+    for row in lens["layers"][:-1]:
+        candidates += [g["id"] for g in row["guesses"][:2] if g["id"] not in candidates]
+    table = np.array([[next(g["p"] for g in row["guesses"] if g["id"] == c) for c in candidates]
+                      for row in lens["layers"]])  # [stages, candidates]
+    fig, axis = plt.subplots(figsize=(9, 4.2))
+    image = axis.imshow(table.T, cmap="Greens", vmin=0, vmax=1, aspect="auto")
+    for (stage, j), value in np.ndenumerate(table):
+        axis.text(stage, j, f"{value:.2f}", ha="center", va="center", fontsize=8,
+                  color="white" if value > 0.5 else "black")
+    axis.set_xticks(range(len(table)), ["embeddings"] + [f"after layer {i + 1}" for i in range(len(table) - 1)])
+    axis.set_yticks(range(len(candidates)), [tokenizer.convert_ids_to_tokens(c).replace("</w>", "")
+                                             for c in candidates])
+    fig.colorbar(image, ax=axis, label="probability at the blank")
+    axis.set_title(f"« {text.replace('<special1>', '___')} »: the guess after each stage", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+@figure
 def loss_curve(plt):
-    """Lesson 10: how the shipped model learned: the masked-LM loss on training batches, and the share of masked
+    """Lesson 11: how the shipped model learned: the masked-LM loss on training batches, and the share of masked
     words it guessed right on held-out text (a novel of Flaubert it never saw). The continued phase's check runs on
     rows of 256 tokens and is drawn for the positions before 128 and from 128 on."""
     with open(TRAINED / "training_log.csv", newline="") as f:
@@ -490,7 +620,7 @@ def best_time(function, repeats):
 
 @figure
 def speed(plt):
-    """Lesson 9: time of one forward pass against sequence length, through the three paths of the same function
+    """Lesson 10: time of one forward pass against sequence length, through the three paths of the same function
     (readable NumPy, readable + Numba kernels, the packed fast path), on a random flaubert_base-shaped encoder."""
     from minflaubert import FlaubertConfig, FlaubertModel
 

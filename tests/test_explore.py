@@ -96,7 +96,7 @@ def test_the_last_layer_guesses_are_the_fill_mask_pipelines(shipped):
 
 
 def test_each_layer_guesses_with_the_lm_head_on_its_raw_stream(shipped, reference):
-    """The lens by hand, as lesson 10 computes the head: embeddings @ vector + bias, no norm, for every layer."""
+    """The lens by hand, as lesson 11 computes the head: embeddings @ vector + bias, no norm, for every layer."""
     model, tokenizer, ids, output = reference
     p = model.params
     (mask,) = shipped.data["predictions"]

@@ -1,4 +1,4 @@
-"""Lesson 8, exercises: a cased alphabet, words that became one symbol, a word cut in pieces and put back."""
+"""Lesson 9, exercises: a cased alphabet, words that became one symbol, a word cut in pieces and put back."""
 import re
 from pathlib import Path
 
@@ -6,7 +6,7 @@ from minflaubert import FlaubertTokenizer
 from minflaubert.tokenization import bpe_train
 
 # the lesson's paragraphs, read from the lesson itself (its first python block)
-lesson = Path("tutorials/08_learning_bpe.md").read_text(encoding="utf-8")
+lesson = Path("tutorials/09_learning_bpe.md").read_text(encoding="utf-8")
 exec(re.search(r"```python\n(paragraphs = \[.*?)```", lesson, re.S).group(1))
 
 # 1. Without lowercasing, capitals are symbols of their own: « M » and « m » are different characters.

@@ -1,4 +1,4 @@
-"""Lesson 9, exercises: packable masks, the fused residual + LayerNorm, timing the three paths."""
+"""Lesson 10, exercises: packable masks, the fused residual + LayerNorm, timing the three paths."""
 import time
 
 import numpy as np
