@@ -594,15 +594,16 @@ def loss_curve(plt):
     right.set_ylabel("held-out top-1 accuracy on masked words", color="tab:green")
     right.set_ylim(0, 0.6)
     jumps = np.nonzero(np.diff(loss) > 1.0)[0]
-    middle = (np.nanmin(loss) + np.nanmax(loss)) / 2  # below the accuracy curve, above the loss
+    top = np.nanmax(loss) * 0.9  # above both curves, once the first steps' loss has fallen
     if len(jumps):  # train_tiny.py's long phase: 256-token sequences (its loss is not comparable with the first)
         left.axvline(step[jumps[0] + 1], color="grey", lw=0.8, ls=":")
-        left.text(step[jumps[0] + 1], middle, "256-token\nsequences\nfrom here ", ha="right", fontsize=8, color="grey")
+        left.text(step[jumps[0] + 1], top, "256-token\nsequences\nfrom here ", ha="right", va="top", fontsize=8,
+                  color="grey")
     if continued.any():  # the continued phase (--init-from): every position, at a learning rate that is still high
         start = step[np.nonzero(np.isfinite(first))[0][-1]]  # the first phase's last check
         left.axvline(start, color="grey", lw=0.8, ls="--")
-        left.text(start, middle * 0.9, " continued\n phase", ha="left", fontsize=8, color="grey")
-        right.legend(loc="lower right", fontsize=8, title="held-out top-1", title_fontsize=8)
+        left.text(start, top, " continued\n phase", ha="left", va="top", fontsize=8, color="grey")
+        right.legend(loc="upper left", bbox_to_anchor=(0.1, 1.0), fontsize=8, title="held-out top-1", title_fontsize=8)
     minutes = float(rows[-1]["minutes"])
     left.set_title(f"training weights/flaubert_tiny: {int(step[-1]):,} steps, {minutes:.0f} minutes on 2 CPU cores")
     fig.tight_layout()
