@@ -433,6 +433,12 @@ def softmax(scores, axis=-1):
     return scores / scores.sum(axis=axis, keepdims=True)
 
 
+def say_the_corpus_is_missing(axis, what: str) -> None:
+    """A panel that cannot be drawn without ../shared (lesson 7's trained heads): it says so instead."""
+    axis.text(0.5, 0.5, f"{what} needs the corpus\n(../shared/data/corpus/train)", ha="center")
+    axis.set_axis_off()
+
+
 @figure
 def head_outputs(plt):
     """Lesson 7: what the heads return, each drawn as what it means. Three heads that learned something: the trained
@@ -454,8 +460,7 @@ def head_outputs(plt):
     lesson = trained_heads()
     axis = axes[0, 1]
     if lesson is None:
-        axis.text(0.5, 0.5, "the author head needs the corpus\n(../shared/data/corpus/train)", ha="center")
-        axis.set_axis_off()
+        say_the_corpus_is_missing(axis, "the author head")
     else:
         authors, confusion = author_confusion(lesson)
         image = axis.imshow(confusion, cmap="Greens", vmin=0, vmax=1)
@@ -479,8 +484,7 @@ def head_outputs(plt):
 
     axis = axes[1, 0]
     if lesson is None:
-        axis.text(0.5, 0.5, "the name head needs the corpus\n(../shared/data/corpus/train)", ha="center")
-        axis.set_axis_off()
+        say_the_corpus_is_missing(axis, "the name head")
     else:
         words, probabilities = name_probabilities(lesson)
         axis.bar(range(len(words)), probabilities, color="tab:green")
