@@ -39,7 +39,7 @@ ids, mask = reference["plain/inputs/input_ids"], reference["plain/inputs/attenti
 name = "attentions.1.v_lin.bias"
 model.weights[name] = model.weights[name].copy()  # loaded weights are read-only memory maps
 model.weights[name][3] += 0.01
-model.setup()  # rebuild the parameter tree (and the fast path's state) from model.weights
+model.setup()  # rebuild the parameter tree (and what lesson 10's fast path keeps) from model.weights
 error = worst_error(model(ids, attention_mask=mask).last_hidden_state, reference["plain/outputs/last_hidden_state"])
 print(f"one bias moved by 0.01: worst error {error:.1e}")
 assert error > 2e-5
