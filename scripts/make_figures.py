@@ -2,7 +2,7 @@
 
     pip install -e ".[tutorials]"                 # matplotlib
     python scripts/make_figures.py                # every figure, into tutorials/figures/
-    python scripts/make_figures.py attention_elle speed   # some of them
+    python scripts/make_figures.py attention_heads speed  # some of them
     python scripts/make_figures.py --quick --out /tmp/f   # what the test runs: small sizes, one timing repetition
 
 The lessons run without matplotlib: they show the committed PNGs. Each function below makes one figure, and its
@@ -173,46 +173,12 @@ def word_map(plt):
 ELLE_SENTENCE = "la servante ouvrit la fenêtre, puis elle regarda la mer."
 
 
-def elle_attention(model, tokenizer, sentence=ELLE_SENTENCE, pronoun="elle", noun="servante"):
-    """Attention weights of every layer and head for one sentence -> (tokens, weights [layers, heads, q, k],
-    position of the pronoun's first piece, position of the noun's first piece)."""
-    from minflaubert.tokenization.moses import moses_tokenize, normalize
-
+def elle_attention(model, tokenizer, sentence=ELLE_SENTENCE):
+    """Attention weights of every layer and head for one sentence -> (tokens, weights [layers, heads, q, k])."""
     encoding = tokenizer(sentence, return_tensors="np")
     tokens = tokenizer.convert_ids_to_tokens(encoding["input_ids"][0])
-    words, word_ids = moses_tokenize(normalize(sentence, True)), encoding.word_ids()
     out = model(encoding["input_ids"], output_attentions=True)
-    weights = np.stack([a[0] for a in out.attentions])
-    return tokens, weights, word_ids.index(words.index(pronoun)), word_ids.index(words.index(noun))
-
-
-@figure
-def attention_elle(plt):
-    """Lessons 3 and 11: which head links « elle » to the noun it stands for? Left: the weight from « elle » to
-    « servante » in every head of the trained model; right: the whole map of the head that links them most."""
-    model, tokenizer = trained("FlaubertModel")
-    tokens, weights, p, n = elle_attention(model, tokenizer)
-    link = weights[:, :, p, n]
-    layer, head = np.unravel_index(link.argmax(), link.shape)
-    labels = [t.replace("</w>", "") for t in tokens]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [0.8, 1.4]})
-    image = left.imshow(link, cmap="viridis", vmin=0, vmax=1)
-    for (i, j), value in np.ndenumerate(link):
-        left.text(j, i, f"{value:.2f}", ha="center", va="center", color="white" if value < 0.5 else "black",
-                  fontsize=9)
-    left.set_xticks(range(link.shape[1]), [f"head {h}" for h in range(link.shape[1])])
-    left.set_yticks(range(link.shape[0]), [f"layer {i}" for i in range(link.shape[0])])
-    left.set_title("weight « elle » → « servante »")
-    right.imshow(weights[layer, head], cmap="viridis", vmin=0, vmax=1)
-    right.set_xticks(range(len(labels)), labels, rotation=60, fontsize=9)
-    right.set_yticks(range(len(labels)), labels, fontsize=9)
-    right.set_xlabel("key (looked at)")
-    right.set_ylabel("query (looking)")
-    right.add_patch(plt.Rectangle((n - 0.5, p - 0.5), 1, 1, fill=False, edgecolor="red", lw=2))
-    right.set_title(f"layer {layer}, head {head}: every query's weights")
-    fig.suptitle(f"« {ELLE_SENTENCE} » in the trained model")
-    fig.tight_layout()
-    return fig
+    return tokens, np.stack([a[0] for a in out.attentions])
 
 
 @figure
@@ -248,7 +214,7 @@ def attention_heads(plt):
     head minus its column average (the mean weight its queries give each key), which separates a key every query
     looks at (a sink, or a word the head broadcasts) from a link between two particular tokens."""
     model, tokenizer = trained("FlaubertModel")
-    tokens, weights, _, _ = elle_attention(model, tokenizer)
+    tokens, weights = elle_attention(model, tokenizer)
     labels = [t.replace("</w>", "") for t in tokens]
     n_layers, n_heads = weights.shape[:2]
     contrast = weights - weights.mean(axis=2, keepdims=True)  # [layers, heads, queries, keys]
