@@ -334,7 +334,7 @@ def prenorm_postnorm(plt):
     right.set_xlabel("activation value")
     right.set_title("every activation of the last hidden state")
     right.legend()
-    output_change = lesson_namespace("04", 7)["output_change"]
+    output_change = lesson_namespace("04", until="output_change")["output_change"]
     depths = [1, 2, 4] if QUICK else [1, 2, 4, 8, 16, 32, 64]
     for layer, name, colour in [(layers.post_norm_layer, "post-norm", "tab:blue"),
                                 (layers.pre_norm_layer, "pre-norm", "tab:red")]:
