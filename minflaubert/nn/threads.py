@@ -136,10 +136,10 @@ class _Helper:
             self.wake.release()
 
     def wait(self):
-        _spin_until(self.address, DONE, SPIN)
         interrupted = None
         while True:
-            try:
+            try:  # subtle: the spin too (a Ctrl-C raised as it returns would skip the acquire, and the next job
+                _spin_until(self.address, DONE, SPIN)  # would find "done" already released)
                 self.done.acquire()
                 break
             except KeyboardInterrupt as error:  # subtle: the helper is still at work on our arrays: wait for it,
@@ -232,6 +232,14 @@ def share(function, arguments: tuple, split: bool = True) -> None:
                 helper.wait()
     finally:
         helpers.busy.release()
+
+
+@compiled(nogil=True)
+def wait_for(address, value):
+    """Wait until the int64 at ``address``, a count that the job's threads raise with ``take``, equals ``value``:
+    a meeting point inside a job (each thread waits there for the others' part of a first step)."""
+    while not _spin_until(address, value, SPIN):
+        pass
 
 
 @compiled(nogil=True)
