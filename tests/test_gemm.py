@@ -185,6 +185,18 @@ def on_a_helper() -> bool:
     return threading.current_thread().name == "minflaubert-helper"
 
 
+def meet_the_helpers(counter):
+    """In a job of threads.share: each helper counts itself in, the calling thread waits (up to 30 s) for all of
+    them. (A helper that has not started when the caller is done is not waited for: threads.share takes the job
+    back. These tests need the helpers to run it.)"""
+    if on_a_helper():
+        threads.take(counter, 1)
+        return
+    deadline = time.monotonic() + 30
+    while threads.take(counter, 0) < threads.size() - 1 and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
 def test_share_takes_every_item_once_and_hands_errors_to_the_caller():
     for chunk in (1, 3, 1000):
         taken = np.zeros(1000, dtype=np.int64)
@@ -192,6 +204,7 @@ def test_share_takes_every_item_once_and_hands_errors_to_the_caller():
         assert (taken == 1).all()
 
     def fail(counter):
+        meet_the_helpers(counter)
         if on_a_helper():
             raise ValueError("a helper failed")
 
@@ -303,10 +316,27 @@ def test_the_avx2_kernel_gives_the_same_bits_and_no_kernel_gives_numpys_result(t
     np.testing.assert_allclose(plain[2], best[2], rtol=1e-5, atol=2e-6)
 
 
+@pytest.mark.skipif(threads.size() < 2, reason="needs two threads")
+def test_a_job_the_helper_has_not_started_is_taken_back():
+    # the caller has done all of it; waiting for a helper kept off its CPU by another program would only add
+    # that program's time slice to every product
+    helper = threads.team().helpers[0]
+    ran_on = []
+    with threads.team().busy:
+        helper.start(lambda: ran_on.append("helper"), ())
+        helper.wait()  # at once: most often before the helper could see the job
+        for _ in range(100):  # whichever won, the helper is ready for the next job
+            helper.start(lambda: None, ())
+            helper.wait()
+    assert ran_on in ([], ["helper"])
+    test_share_takes_every_item_once_and_hands_errors_to_the_caller()
+
+
 def test_alone_keeps_the_work_on_the_calling_thread():
     ran_on = set()
 
     def record(counter):
+        meet_the_helpers(counter)
         ran_on.add(threading.get_ident())
 
     with threads.alone():
@@ -323,6 +353,7 @@ def test_ctrl_c_while_waiting_still_waits_for_the_helper():
     log = []
 
     def job(counter):
+        meet_the_helpers(counter)
         if on_a_helper():
             time.sleep(0.3)
             log.append("helper finished")
