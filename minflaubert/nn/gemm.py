@@ -27,7 +27,7 @@ instructions in ``_tile_kernel``: a Numba intrinsic, compiled and cached with th
 ``tile_reference`` is the same loop in plain NumPy, to the bit, and the tests hold the kernel to it.
 
 Around it, three things from the "Anatomy" paper. x is first *packed*: each tile of TILE_COLUMNS columns copied
-into a contiguous panel [depth, TILE_COLUMNS] (``_pack_panel``), so that a tile reads x as one stream of
+into a contiguous panel [depth, TILE_COLUMNS] (``packed_panels``), so that a tile reads x as one stream of
 consecutive cache lines; read in place, each step k would jump a whole row of x (2-4 kB at 512-1,024 tokens: the
 rows land in the same few sets of the L1 cache, and evict each other). The tiles are walked in cache-sized blocks
 (DEPTH_BLOCK of the inner dimension at a time, the tile adding to what the previous block left). And the row tiles
@@ -299,9 +299,10 @@ def matmuls(weights: tuple, x: np.ndarray, outs: tuple, tiles: bool = True) -> N
             np.matmul(weight, x, out=out)
         return
     row_tiles = -(-rows // TILE_ROWS)
-    # x's panels, then the row tiles of all the products, each taken a chunk at a time by whichever thread is free
-    job = (weights, x, empty_panels(x), np.zeros(2, np.int64), outs, row_tiles,
-           chunk_tiles(len(weights) * row_tiles, x))
+    # x packed by the calling thread (a helper would have to wait for it at the first row tile: a helper kept off
+    # its CPU by another program then held up both threads), then the row tiles of all the products, taken a chunk
+    # at a time by whichever thread is free
+    job = (weights, packed_panels(x), outs, row_tiles, chunk_tiles(len(weights) * row_tiles, x))
     threads.share(_stacked_matmul_rows, job, split=len(weights) * rows * depth * max(tokens, 2 * LANES) > SPLIT_ABOVE)
 
 
@@ -317,18 +318,9 @@ L2_BYTES = 1 << 20  # per core on the machines measured (Zen 5); elsewhere the c
 
 
 @compiled(nogil=True)
-def _stacked_matmul_rows(weights, x, panels, packed, outs, row_tiles, chunk, counter):
-    # x's panels first, one at a time, then chunks of row tiles of the stacked products, counted product after
-    # product (row_tiles each), until none is left; packed: [panels taken, panels done], counter: the address of
-    # the job's shared count of tiles taken (threads.take)
-    taken, done = packed.ctypes.data, packed.ctypes.data + 8
-    while True:
-        panel = threads.take(taken, 1)
-        if panel >= len(panels):
-            break
-        _pack_panel(x[:, :], panels, panel)
-        threads.take(done, 1)
-    threads.wait_for(done, len(panels))  # the other thread may still be packing the last one
+def _stacked_matmul_rows(weights, panels, outs, row_tiles, chunk, counter):
+    # chunks of row tiles of the stacked products, counted product after product (row_tiles each), until none is
+    # left; counter: the address of the job's shared count of tiles taken (threads.take)
     total = len(weights) * row_tiles
     while True:
         first = threads.take(counter, chunk)
@@ -343,11 +335,18 @@ def _stacked_matmul_rows(weights, x, panels, packed, outs, row_tiles, chunk, cou
 
 
 @compiled(nogil=True)
+def packed_panels(x):
+    """x [depth, tokens] packed: [column tiles, depth, TILE_COLUMNS], each tile of columns a contiguous panel, the
+    last one zero-padded (see ``_pack_panel``)."""
+    panels = empty_panels(x)
+    for panel in range(len(panels)):
+        _pack_panel(x, panels, panel)
+    return panels
+
+
+@compiled(nogil=True)
 def serial_matmul(weight, x, out):
     """``matmul`` on the calling thread alone, for Numba code (arrays with contiguous rows, any row stride)."""
     # subtle: [:, :] makes every array of the calls below the same Numba type (any layout, 'A'), contiguous or
     # not, so that each function is compiled once, not once per layout its callers happen to pass
-    panels = empty_panels(x[:, :])
-    for panel in range(len(panels)):
-        _pack_panel(x[:, :], panels, panel)
-    _matmul_rows(weight[:, :], panels, out[:, :], 0, -(-weight.shape[0] // TILE_ROWS))
+    _matmul_rows(weight[:, :], packed_panels(x[:, :]), out[:, :], 0, -(-weight.shape[0] // TILE_ROWS))

@@ -241,14 +241,6 @@ def share(function, arguments: tuple, split: bool = True) -> None:
 
 
 @compiled(nogil=True)
-def wait_for(address, value):
-    """Wait until the int64 at ``address``, a count that the job's threads raise with ``take``, equals ``value``:
-    a meeting point inside a job (each thread waits there for the others' part of a first step)."""
-    while not _spin_until(address, value, SPIN):
-        pass
-
-
-@compiled(nogil=True)
 def take(counter, count):
     """Take the next ``count`` items of a shared job: -> the first of them (atomically: no two threads get the
     same). ``counter``: the job's address from ``share``."""
