@@ -21,6 +21,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import FIXTURES
 from minflaubert.nn import fast, gemm, threads, tiled_attention
 
 seeds = st.integers(0, 2**32 - 1)
@@ -73,6 +74,57 @@ def test_views_with_row_strides_and_stacked_products():
     gemm.matmuls(weights, x, (qkv[:64], qkv[64:128], qkv[128:]))
     for part, weight in enumerate(weights):
         assert_product_close(qkv[64 * part:64 * (part + 1)], weight, x)
+
+
+SHAPES_AT_THE_EDGES = [(1, 1, 1), (5, 7, 3), (13, 300, 17), (16, 600, 40), (40, 257, 33), (9, 64, 100)]
+
+
+@needs_kernel
+@pytest.mark.parametrize("rows, depth, tokens", SHAPES_AT_THE_EDGES)
+def test_the_kernel_gives_the_bits_of_the_numpy_tile(rows, depth, tokens):
+    # partial row and column tiles, depths over several blocks of DEPTH_BLOCK; fixed seeds, as tile_reference may
+    # (rarely) differ in the last bit from a fused multiply-add
+    rng = np.random.default_rng(rows * depth * tokens)
+    weight, x = floats(rng, rows, depth), floats(rng, depth, tokens)
+    out = np.full((rows, tokens), np.nan, np.float32)
+    gemm.matmul(weight, x, out)
+    assert np.array_equal(out, gemm.tile_reference(weight, x))
+    serial = np.full_like(out, np.nan)
+    gemm.serial_matmul(weight, x[:, :], serial)
+    assert np.array_equal(serial, out)
+
+
+def test_the_numpy_tile_adds_to_what_it_is_given():
+    rng = np.random.default_rng(7)
+    weight, panel, sums = floats(rng, 6, 30), floats(rng, 30, 16), floats(rng, 6, 16)
+    np.testing.assert_allclose(gemm.tile_reference(weight, panel, sums), sums + weight @ panel, rtol=1e-5,
+                               atol=1e-5)
+    assert np.array_equal(gemm.tile_reference(weight[:, 10:], panel[10:], gemm.tile_reference(weight[:, :10],
+                                                                                               panel[:10])),
+                          gemm.tile_reference(weight, panel))  # depth in slices: the same sums
+
+
+def test_use_tiles_is_the_rule_and_all_on_blas_turns_it_off(monkeypatch):
+    assert gemm.use_tiles(gemm.TILES_FROM) == bool(gemm.LANES)
+    assert not gemm.use_tiles(gemm.TILES_FROM - 1)
+    monkeypatch.setattr(gemm, "ALL_ON_BLAS", True)
+    assert not gemm.use_tiles(10 * gemm.TILES_FROM)
+
+
+@needs_kernel
+def test_the_fast_path_on_blas_equals_the_fast_path_on_tiles(monkeypatch):
+    from minflaubert import FlaubertModel
+
+    model = FlaubertModel.from_pretrained(FIXTURES / "tiny-model")  # small: on BLAS by the rule
+    ids = np.random.default_rng(8).integers(5, 99, size=(3, 12))
+    mask = np.ones(ids.shape, np.int64)
+    mask[1, 9:] = mask[2, 4:] = 0
+    on_blas = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    monkeypatch.setattr(gemm, "TILES_FROM", 0)
+    on_tiles = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    np.testing.assert_allclose(on_tiles, on_blas, rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(gemm, "ALL_ON_BLAS", True)
+    assert np.array_equal(model(input_ids=ids, attention_mask=mask).last_hidden_state, on_blas)
 
 
 def test_what_the_kernel_cannot_take_goes_to_numpy():
@@ -133,6 +185,18 @@ def on_a_helper() -> bool:
     return threading.current_thread().name == "minflaubert-helper"
 
 
+def meet_the_helpers(counter):
+    """In a job of threads.share: each helper counts itself in, the calling thread waits (up to 30 s) for all of
+    them. (A helper that has not started when the caller is done is not waited for: threads.share takes the job
+    back. These tests need the helpers to run it.)"""
+    if on_a_helper():
+        threads.take(counter, 1)
+        return
+    deadline = time.monotonic() + 30
+    while threads.take(counter, 0) < threads.size() - 1 and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
 def test_share_takes_every_item_once_and_hands_errors_to_the_caller():
     for chunk in (1, 3, 1000):
         taken = np.zeros(1000, dtype=np.int64)
@@ -140,6 +204,7 @@ def test_share_takes_every_item_once_and_hands_errors_to_the_caller():
         assert (taken == 1).all()
 
     def fail(counter):
+        meet_the_helpers(counter)
         if on_a_helper():
             raise ValueError("a helper failed")
 
@@ -215,6 +280,7 @@ starts, lengths = np.array([0, 30]), np.array([30, 20])
  .packed_attention)(qkv, starts, lengths, 2, False, context)
 np.save(OUT + "/product.npy", out)
 np.save(OUT + "/attention.npy", context)
+print("bits of the NumPy tile:", np.array_equal(out, gemm.tile_reference(weight, x)))
 print(gemm.KERNEL)
 """
 HASWELL = ("+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+f16c,+fma,+fxsr,+lzcnt,+mmx,+movbe,+popcnt,+sse,+sse2,"
@@ -223,7 +289,7 @@ HASWELL = ("+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+f16c,+fma,+fxsr,+lzcnt,+mm
 
 def run_variant(tmp_path: Path, name: str, **env) -> tuple[str, np.ndarray, np.ndarray]:
     """The script above in a fresh process on a copy of the package (its own Numba cache), -> (its KERNEL, its
-    product, its attention)."""
+    product, its attention, whether the product has the NumPy tile's bits)."""
     package = tmp_path / name
     shutil.copytree(Path(gemm.__file__).parents[1], package / "minflaubert",
                     ignore=shutil.ignore_patterns("__pycache__"))
@@ -232,26 +298,45 @@ def run_variant(tmp_path: Path, name: str, **env) -> tuple[str, np.ndarray, np.n
     done = subprocess.run([sys.executable, "-c", VARIANT.replace("OUT", repr(str(package)))], env=environment,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    return (done.stdout.strip().splitlines()[-1], np.load(package / "product.npy"),
-            np.load(package / "attention.npy"))
+    *_, tile_bits, kernel = done.stdout.strip().splitlines()
+    return kernel, np.load(package / "product.npy"), np.load(package / "attention.npy"), tile_bits
 
 
 @needs_kernel
 def test_the_avx2_kernel_gives_the_same_bits_and_no_kernel_gives_numpys_result(tmp_path):
+    # both variants are held to gemm.tile_reference, and so to each other
     best = run_variant(tmp_path, "best")
     avx2 = run_variant(tmp_path, "avx2", NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES=HASWELL)
     plain = run_variant(tmp_path, "plain", NUMBA_CPU_NAME="generic")
     assert best[0] == gemm.KERNEL and "AVX2" in avx2[0] and "np.matmul" in plain[0]
+    assert best[3] == avx2[3] == "bits of the NumPy tile: True"
     # the same sums in the same order, whatever the tile's shape: the same bits on an AVX2 and an AVX-512 CPU
     assert np.array_equal(avx2[1], best[1]) and np.array_equal(avx2[2], best[2])
     np.testing.assert_allclose(plain[1], best[1], rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(plain[2], best[2], rtol=1e-5, atol=2e-6)
 
 
+@pytest.mark.skipif(threads.size() < 2, reason="needs two threads")
+def test_a_job_the_helper_has_not_started_is_taken_back():
+    # the caller has done all of it; waiting for a helper kept off its CPU by another program would only add
+    # that program's time slice to every product
+    helper = threads.team().helpers[0]
+    ran_on = []
+    with threads.team().busy:
+        helper.start(lambda: ran_on.append("helper"), ())
+        helper.wait()  # at once: most often before the helper could see the job
+        for _ in range(100):  # whichever won, the helper is ready for the next job
+            helper.start(lambda: None, ())
+            helper.wait()
+    assert ran_on in ([], ["helper"])
+    test_share_takes_every_item_once_and_hands_errors_to_the_caller()
+
+
 def test_alone_keeps_the_work_on_the_calling_thread():
     ran_on = set()
 
     def record(counter):
+        meet_the_helpers(counter)
         ran_on.add(threading.get_ident())
 
     with threads.alone():
@@ -268,6 +353,7 @@ def test_ctrl_c_while_waiting_still_waits_for_the_helper():
     log = []
 
     def job(counter):
+        meet_the_helpers(counter)
         if on_a_helper():
             time.sleep(0.3)
             log.append("helper finished")

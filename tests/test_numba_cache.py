@@ -116,3 +116,21 @@ def test_import_compiles_nothing_and_the_next_process_loads_every_kernel_from_th
     # subtle: a kernel called only from inside another comes with that one's cached code, so it may not be listed
     assert second and second.keys() <= first.keys()
     assert all(hits > 0 and misses == 0 for hits, misses in second.values()), second
+
+
+def test_a_cold_cache_says_once_that_kernels_are_compiled_and_a_warm_one_says_nothing(tmp_path):
+    """The first command on a machine compiles for seconds: it says so on stderr, once (kernels.NOTICE_AFTER)."""
+    from minflaubert.nn import kernels
+
+    environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), PYTHONDONTWRITEBYTECODE="1")
+    command = [sys.executable, "-m", "minflaubert", "fill-mask", "Le chat dort sur le <special1>.", "--top-k", "1",
+               "--model", str(FIXTURES / "tiny-lm")]
+
+    def notices() -> int:
+        result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stderr.count("compiling its kernels for this CPU")
+
+    assert kernels.NOTICE_AFTER <= 1.0
+    assert notices() == 1  # a cold cache: compiles well over a second (the fast path's kernels, at least five)
+    assert notices() == 0

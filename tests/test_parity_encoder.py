@@ -17,7 +17,17 @@ import pytest
 
 from conftest import compare_outputs, flatten_output, require
 from minflaubert.models.model import FlaubertModel
+from minflaubert.nn import gemm
 from minflaubert.nn.paths import PATHS
+
+
+
+@pytest.fixture(autouse=True)
+def tiled_kernel_at_every_size(monkeypatch):
+    """The tiny models here fall below gemm.TILES_FROM, where the fast path runs on BLAS: hold the tiled kernel to
+    the reference (tests/test_gemm.py holds the BLAS fast path to the tiled one)."""
+    monkeypatch.setattr(gemm, "TILES_FROM", 0)
+
 
 TINY = dict(vocab_size=99, emb_dim=32, n_layers=2, n_heads=4, max_position_embeddings=64)
 RNG = np.random.default_rng(0)

@@ -9,10 +9,10 @@ What changes (and why), against the readable path in ``model.py`` + ``layers.py`
   A linear layer is then ``W @ X`` instead of ``X @ W.T``: the weight is read along its rows, as stored. LayerNorm
   then normalises columns, and attention reads each head as a [head_dim, tokens] block of rows.
 * **Matrix products by ``gemm.py``**, a register-tiled kernel compiled for this CPU (AVX-512 or AVX2), into
-  preallocated buffers; on a CPU with neither, by NumPy's BLAS (``gemm.KERNEL`` says which). Queries, keys
-  and values land one under the other in one [3 dim, tokens] buffer: three products, handed to the threads as
-  one job. Attention per (sequence, head) is ``tiled_attention.py``, on the same kernel (``packed_attention``
-  below is the BLAS version, for the other CPUs).
+  preallocated buffers; or by NumPy's BLAS, on a CPU with neither and where ``gemm.use_tiles`` says so (small
+  forwards, or ``gemm.ALL_ON_BLAS``). Queries, keys and values land one under the other in one [3 dim, tokens]
+  buffer: three products, handed to the threads as one job. Attention per (sequence, head) is ``tiled_attention.py``, on the
+  same kernel (``packed_attention`` below is the BLAS version, for the forwards on BLAS).
 * **Fused elementwise passes** (Numba, ``kernels.py``): bias + GELU in place, bias + residual in place (then
   LayerNorm in place), attention's scale + mask + softmax in one pass.
 * **Preallocated buffers**, reused from call to call, in huge pages where the OS has them; float32 everywhere.
@@ -139,10 +139,11 @@ def encode(prepared: Prepared, config, mask, input_ids=None, inputs_embeds=None,
                 hidden=prepared.buffer("hidden", config.hidden_dim, n_tokens),
                 normed=prepared.buffer("normed", dim, n_tokens) if config.pre_norm else x)  # post-norm: x itself
     hidden_states = []
+    tiles = gemm.use_tiles(config.n_layers * n_tokens * (4 * dim * dim + 2 * dim * config.hidden_dim))
     for layer in prepared.layers:
         if output_hidden_states:
             hidden_states.append(unpacked(x))
-        transformer_layer(x, layer, config, starts, lengths, work, prepared.buffer)
+        transformer_layer(x, layer, config, starts, lengths, work, prepared.buffer, tiles)
     last = unpacked(x)
     if output_hidden_states:
         hidden_states.append(last)
@@ -159,11 +160,12 @@ def embed(prepared: Prepared, config, input_ids, inputs_embeds, positions, langs
     return kernels.layer_norm(x, norm["weight"], norm["bias"], np.float32(config.layer_norm_eps), out=x)
 
 
-def transformer_layer(x, layer: dict, config, starts, lengths, work: dict, buffer=None):
+def transformer_layer(x, layer: dict, config, starts, lengths, work: dict, buffer=None, tiles=True):
     """One layer, in place on x [dim, tokens] (packed, feature-major): attention, then the feed-forward block.
 
     ``layer``: one entry of ``Prepared.layers``; ``work``: the [rows, tokens] buffers "qkv", "context", "projected",
-    "hidden" and "normed" (x itself for post-norm); ``buffer``: where attention gets its scratch scores.
+    "hidden" and "normed" (x itself for post-norm); ``buffer``: where attention gets its scratch scores; ``tiles``:
+    products and attention on the tiled kernel where the CPU has it, else on BLAS (``gemm.use_tiles``).
     """
     eps = np.float32(config.layer_norm_eps)
     qkv, normed, projected, hidden = work["qkv"], work["normed"], work["projected"], work["hidden"]
@@ -172,26 +174,26 @@ def transformer_layer(x, layer: dict, config, starts, lengths, work: dict, buffe
         kernels.layer_norm(x, *layer["norm1"], eps, out=normed)
     dim = config.emb_dim
     # three [dim, dim] @ [dim, tokens] products, into the row blocks of qkv
-    gemm.matmuls(layer["qkv_weights"], normed, (qkv[:dim], qkv[dim:2 * dim], qkv[2 * dim:]))
+    gemm.matmuls(layer["qkv_weights"], normed, (qkv[:dim], qkv[dim:2 * dim], qkv[2 * dim:]), tiles)
     kernels.add_bias(qkv, layer["qkv_bias"])
-    if gemm.LANES:
+    if tiles and gemm.LANES:
         tiled_attention.packed_attention(qkv, starts, lengths, config.n_heads, config.causal, work["context"])
     else:
         packed_attention(qkv, starts, lengths, config.n_heads, config.causal, work["context"], buffer)
-    gemm.matmul(layer["out_weight"], work["context"], projected)
+    gemm.matmul(layer["out_weight"], work["context"], projected, tiles)
     if config.pre_norm:
         kernels.add_residual(x, projected, layer["out_bias"])
         kernels.layer_norm(x, *layer["norm2"], eps, out=normed)
     else:
         kernels.residual_layer_norm(x, projected, layer["out_bias"], *layer["norm1"], eps, out=x)
     # feed-forward
-    gemm.matmul(layer["lin1_weight"], normed, hidden)
+    gemm.matmul(layer["lin1_weight"], normed, hidden, tiles)
     if config.gelu_activation:
         kernels.bias_gelu(hidden, layer["lin1_bias"])
     else:
         hidden += layer["lin1_bias"][:, None]
         np.maximum(hidden, 0, out=hidden)
-    gemm.matmul(layer["lin2_weight"], hidden, projected)
+    gemm.matmul(layer["lin2_weight"], hidden, projected, tiles)
     if config.pre_norm:
         kernels.add_residual(x, projected, layer["lin2_bias"])
     else:

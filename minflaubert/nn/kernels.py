@@ -14,10 +14,13 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import threading
+import time
 
 import numba
 import numba.core.caching
+import numba.core.event
 import numba.extending
 import numpy as np
 
@@ -72,6 +75,55 @@ class _ForgivingCache(numba.core.caching.FunctionCache):
     def save_overload(self, sig, data):
         with contextlib.suppress(Exception):  # a cache that cannot be written only costs the next process time
             super().save_overload(sig, data)
+
+
+class _CompilingNotice(numba.core.event.Listener):
+    """Says once on stderr, when compiling this package's kernels has taken more than NOTICE_AFTER seconds, that
+    they are being compiled for this CPU: the first command on a new machine (or after an upgrade) would otherwise
+    sit silent for seconds. Loads from the cache are not compilations: a warm start says nothing.
+
+    It listens to Numba's "numba:compile" events (one per function compiled, nested when a kernel compiles the
+    functions it calls) and counts the time spent inside the outermost of this package's; a timer fires when the
+    total would pass NOTICE_AFTER, and is stopped whenever compiling stops before that."""
+
+    def __init__(self):
+        self.spent, self.compiling, self.timer, self.said = 0.0, None, None, False
+        self.lock = threading.Lock()
+
+    def on_start(self, event):
+        with self.lock:
+            if self.said or self.compiling is not None or not _ours(event):
+                return
+            self.compiling = (event.data["dispatcher"], time.perf_counter())
+            self.timer = threading.Timer(max(0.0, NOTICE_AFTER - self.spent), self.say)
+            self.timer.daemon = True
+            self.timer.start()
+
+    def on_end(self, event):
+        with self.lock:
+            if self.compiling is None or event.data["dispatcher"] is not self.compiling[0]:
+                return
+            self.timer.cancel()
+            self.spent += time.perf_counter() - self.compiling[1]
+            self.compiling = None
+
+    def say(self):
+        with self.lock:
+            if self.said or self.compiling is None:
+                return
+            self.said = True
+        print("minflaubert: compiling its kernels for this CPU (once: later runs load them from Numba's cache)...",
+              file=sys.stderr, flush=True)
+
+
+NOTICE_AFTER = 1.0
+
+
+def _ours(event) -> bool:
+    return getattr(event.data["dispatcher"].py_func, "__module__", "").startswith(__package__ or "minflaubert")
+
+
+numba.core.event.register("numba:compile", _CompilingNotice())
 
 
 def compiled(**options):

@@ -26,7 +26,7 @@ from .kernels import compiled
 
 
 # A helper's state, one int64 that both threads read and write atomically.
-DONE, READY, SLEEPING = 0, 1, 2
+DONE, READY, SLEEPING, RUNNING = 0, 1, 2, 3
 # How long a thread spins (busy-waits) for the other before it sleeps: 20,000 pause instructions, ~0.5 ms here.
 SPIN = 20_000
 
@@ -136,10 +136,14 @@ class _Helper:
             self.wake.release()
 
     def wait(self):
-        _spin_until(self.address, DONE, SPIN)
+        # subtle: a helper that has not started the job by now (its CPU busy with another program) would only find
+        # nothing left to take, after the OS gets round to it: the job is taken back instead of waited for
+        if _compare_and_swap(self.address, READY, DONE) == READY:
+            return
         interrupted = None
         while True:
-            try:
+            try:  # subtle: the spin too (a Ctrl-C raised as it returns would skip the acquire, and the next job
+                _spin_until(self.address, DONE, SPIN)  # would find "done" already released)
                 self.done.acquire()
                 break
             except KeyboardInterrupt as error:  # subtle: the helper is still at work on our arrays: wait for it,
@@ -159,6 +163,8 @@ class _Helper:
             if not _spin_until(self.address, READY, SPIN) and _compare_and_swap(self.address, DONE,
                                                                                  SLEEPING) == DONE:
                 self.wake.acquire()  # start() saw SLEEPING: it releases wake after setting READY
+            if _compare_and_swap(self.address, READY, RUNNING) != READY:
+                continue  # the caller took the job back (see wait)
             function, arguments = self.job
             try:
                 function(*arguments)
