@@ -128,6 +128,9 @@ class Pipeline:
         reads the rest, and a silent cut would look like an answer about the whole text."""
         if not isinstance(text, str) or not (text_pair is None or isinstance(text_pair, str)):
             raise TypeError(f"{self.task} takes str inputs, got {type(text).__name__}")
+        if kwargs.get("truncation"):  # the caller asked for the cut: it is made silently, never past the model's length
+            limit = min(kwargs.get("max_length") or self.max_length, self.max_length)
+            return self.tokenizer(text, text_pair, **{**kwargs, "max_length": limit})
         # subtle: cut at one token more than the model takes, which tells whether the text is longer without
         # tokenizing all of it (a 50 MB line costs what its first tokens cost)
         encoding = self.tokenizer(text, text_pair, **{**kwargs, "truncation": True, "max_length": self.max_length + 1})
