@@ -47,8 +47,6 @@ class FeatureExtractionPipeline(Pipeline):
 
     def preprocess(self, text, tokenize_kwargs, **options) -> list[dict]:
         """One text -> its token ids (cut as ``tokenize_kwargs`` ask, or to the model's length with a warning)."""
-        if tokenize_kwargs.get("truncation"):
-            tokenize_kwargs = {"max_length": self.max_length, **tokenize_kwargs}
         return [{"input_ids": self.encode(text, **tokenize_kwargs)["input_ids"]}]
 
     def forward(self, input_ids, attention_mask, rows):
